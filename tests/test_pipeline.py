@@ -1,0 +1,117 @@
+"""End to end on the toy world through the real CLI: results, reuse, W&B files, sweeps, errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from conftest import FAST, run_s1exp
+
+SAMPLE_FIELDS = {
+    "id",
+    "question",
+    "gold",
+    "prompt",
+    "thinking",
+    "answer_text",
+    "predicted",
+    "correct",
+    "thinking_tokens",
+    "ignores_used",
+    "finish_reasons",
+    "exit",
+}
+
+
+def test_toy_run_writes_results_and_samples(toy_run: Path):
+    results = json.loads((toy_run / "results.json").read_text())
+    metrics = results["metrics"]
+    samples = [json.loads(line) for line in (toy_run / "samples.jsonl").open()]
+    assert len(samples) == metrics["n"] == 24
+    assert SAMPLE_FIELDS <= set(samples[0])
+    assert 0.0 <= metrics["accuracy"] <= 100.0
+    assert metrics["accuracy"] == 100 * sum(s["correct"] for s in samples) / len(samples)
+    assert metrics["thinking_tokens"] > 0
+    assert not results["stages"]["train"]["reused"]  # the first run trained
+    assert results["config"]["selection"]["size"] == 300
+    funnel = json.loads((Path(results["stages"]["select"]["path"]) / "funnel.json").read_text())
+    assert funnel["selected"] == 300 and funnel["pool"] == 2500
+
+
+def test_second_run_reuses_every_artifact(toy_run: Path, s1_env: dict, tmp_path: Path):
+    first = json.loads((toy_run / "results.json").read_text())
+    model_dir = Path(first["stages"]["train"]["path"])
+    before = (model_dir / "model.safetensors").stat().st_mtime_ns
+    proc = run_s1exp([*FAST, "hydra.run.dir=again"], tmp_path, s1_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert all(again["stages"][s]["reused"] for s in ("select", "train", "evaluate"))
+    assert (model_dir / "model.safetensors").stat().st_mtime_ns == before
+    assert "Trainer.fit" not in proc.stdout + proc.stderr
+    assert again["metrics"] == first["metrics"]
+
+
+def test_wandb_offline_run_holds_metrics_and_config(toy_run: Path):
+    results = json.loads((toy_run / "results.json").read_text())
+    out = subprocess.run(
+        ["wandb", "leet", "inspect", "--summary", "--json", results["wandb_dir"]],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    run = json.loads(out.stdout)
+    assert run["state"] == "finished"
+    assert run["summary"]["eval/accuracy"] == results["metrics"]["accuracy"]
+    assert run["summary"]["eval/thinking_tokens"] == results["metrics"]["thinking_tokens"]
+    assert run["config"]["selection"]["size"] == 300
+    assert run["config"]["method"]["_target_"].endswith("BudgetForcing")
+    assert "extrapolation=none" in run["tags"]
+
+
+def _inspect(run_dir: Path) -> dict:
+    out = subprocess.run(
+        ["wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_wandb_train_run_logs_loss_lr_and_grad_norm(toy_run: Path):
+    runs = [_inspect(d) for d in sorted((toy_run / "wandb").glob("offline-run-*"))]
+    train = [r for r in runs if "train/loss" in r["summary"]]
+    assert len(train) == 1 and len(runs) == 2  # one train run, one eval run, in the job's dir
+    summary = train[0]["summary"]
+    assert {"train/lr", "train/grad_norm"} <= set(summary)
+    assert summary["train/grad_norm"] > 0 and summary["train/loss"] > 0
+    assert train[0]["config"]["train"]["epochs"] == 2
+
+
+def test_ablation_sweep_trains_once_and_prints_table(s1_env: dict, tmp_path: Path):
+    env = s1_env | {"S1EXP_STORE": str(tmp_path / "store")}  # fresh store: must train here
+    proc = run_s1exp([*FAST, "+ablation=wait_vs_hmm", "hydra.sweep.dir=sweep"], tmp_path, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = sorted((tmp_path / "sweep").glob("*/results.json"))
+    assert len(jobs) == 5
+    results = [json.loads(p.read_text()) for p in jobs]
+    trained = [not r["stages"]["train"]["reused"] for r in results]
+    assert sum(trained) == 1, "the model must be trained once and reused by the other jobs"
+    assert len({r["stages"]["train"]["path"] for r in results}) == 1
+    assert len({r["stages"]["evaluate"]["key"] for r in results}) == 5
+    table = (tmp_path / "sweep" / "summary.txt").read_text()
+    for option in ("none", "empty", "alternatively", "hmm", "wait"):
+        assert f"extrapolation={option}" in table and f"extrapolation={option}" in proc.stdout
+    by_option = {r["choices"]["extrapolation"]: r["metrics"] for r in results}
+    assert by_option["none"]["ignores_used"] == 0
+    assert by_option["wait"]["ignores_used"] > 0
+
+
+def test_bad_budget_fails_clearly_and_writes_nothing(s1_env: dict, tmp_path: Path):
+    proc = run_s1exp([*FAST, "budget.cap=0", "hydra.run.dir=bad"], tmp_path, s1_env)
+    assert proc.returncode != 0
+    assert "budget.cap" in proc.stderr
+    assert not (tmp_path / "bad" / "results.json").exists()

@@ -1,0 +1,228 @@
+"""The toy world: determinism, schema, flawed rows, benchmark split, traces, grader."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import pytest
+
+from s1exp.data.schema import POOL_FIELDS
+from s1exp.data.toy import (
+    FAMILIES,
+    is_benchmark_question,
+    make_benchmark,
+    make_pool,
+    make_problem,
+    pretrain_corpus,
+)
+from s1exp.evaluate.grading import exact_match as grade
+from s1exp.evaluate.grading import extract_answer, normalize_answer
+
+SPEC_TOKEN_RE = re.compile(r"\d|[^\W\d]+|[^\w\s]")
+BOLD_RE = re.compile(r"\*\*(?=.*\d)[^\s\]]*\*\*")
+ENUM_RE = re.compile(r"p(?:[1-9]\d{0,2})\.")
+
+
+def _format_flaw(q: str) -> str | None:
+    if "[asy]" in q:
+        return "asy"
+    if "![Image]" in q:
+        return "image"
+    if ENUM_RE.search(q):
+        return "enum"
+    if BOLD_RE.search(q):
+        return "bold"
+    return None
+
+
+def _api_error(row: dict) -> bool:
+    return any(row[k] is None for k in POOL_FIELDS)
+
+
+@pytest.fixture(scope="module")
+def pool() -> list[dict]:
+    return make_pool(size=2000, seed=0)
+
+
+def _clean(pool: list[dict]) -> list[dict]:
+    return [r for r in pool if not _api_error(r) and _format_flaw(r["question"]) is None]
+
+
+def test_deterministic(pool):
+    assert make_pool(size=2000, seed=0) == pool
+    other = make_pool(size=2000, seed=1)
+    assert [r["question"] for r in other] != [r["question"] for r in pool]
+    assert make_benchmark(seed=5) == make_benchmark(seed=5)
+    assert pretrain_corpus(50, 3) == pretrain_corpus(50, 3)
+
+
+def test_does_not_touch_global_random():
+    random.seed(99)
+    before = random.random()
+    random.seed(99)
+    make_pool(size=100, seed=0)
+    make_benchmark(size=10)
+    pretrain_corpus(10, 0)
+    assert random.random() == before
+
+
+def test_schema_and_ids(pool):
+    for row in pool:
+        assert tuple(row) == POOL_FIELDS
+        assert row["domain"] in FAMILIES
+        assert row["source"] in {
+            "toy/aime",
+            "toy/gpqa",
+            "toy/math_train",
+            "toy/numina",
+            "toy/olympiad",
+        }
+    assert len({r["id"] for r in pool}) == len(pool)
+    assert pool[0]["id"] == "toy-0-0"
+    assert len({r["question"] for r in pool}) == len(pool)
+    assert len(FAMILIES) >= 10
+
+
+def test_flawed_rows(pool):
+    flaws = Counter(_format_flaw(r["question"]) for r in pool)
+    for kind in ("asy", "image", "enum", "bold"):
+        assert flaws[kind] > 0, kind
+    assert any(
+        r["thinking"] is None and r["attempt"] is None and r["teacher_correct"] is None
+        for r in pool
+    )
+    assert any(r["thinking"] is not None and r["thinking_tokens"] is None for r in pool)
+    asy_sources = {r["source"] for r in pool if _format_flaw(r["question"]) == "asy"}
+    assert "toy/aime" in asy_sources and len(asy_sources) > 1
+    n_bad = sum(_api_error(r) or _format_flaw(r["question"]) is not None for r in pool)
+    assert n_bad == round(0.08 * len(pool))
+    assert not any(_api_error(r) for r in make_pool(size=200, flawed_fraction=0.0))
+
+
+def test_benchmark_disjoint():
+    bench = make_benchmark()
+    assert len(bench) == 64 and len({b["question"] for b in bench}) == 64
+    assert all(is_benchmark_question(b["question"]) for b in bench)
+    counts = Counter(b["domain"] for b in bench)
+    assert set(counts) == set(FAMILIES) and max(counts.values()) - min(counts.values()) <= 1
+    questions = {b["question"] for b in bench}
+    for seed in range(4):
+        for row in make_pool(size=1000, seed=seed):
+            assert row["question"] not in questions
+            if _format_flaw(row["question"]) is None:
+                assert not is_benchmark_question(row["question"])
+    for question, solution in pretrain_corpus(2000, 0):
+        assert question not in questions and "Wait" not in solution
+        assert solution.endswith(".") and "The answer is" in solution
+
+
+def test_traces(pool):
+    clean = _clean(pool)
+    for row in clean:
+        assert row["attempt"].startswith("Answer: ")
+        final = row["attempt"].removeprefix("Answer: ")
+        assert row["teacher_correct"] == (final == row["answer"])
+        assert row["thinking"].rstrip().endswith((f"So the answer is {final}.", "Yes."))
+        assert row["solution"].endswith(f"The answer is {row['answer']}.")
+        assert len(row["question"]) < 80
+    wait = sum("Wait" in r["thinking"] for r in clean) / len(clean)
+    assert wait >= 0.2
+    slips = sum(", not " in r["thinking"] for r in clean) / len(clean)
+    assert 0.04 <= slips <= 0.15
+    wrong = sum(not r["teacher_correct"] for r in clean) / len(clean)
+    assert 0.02 <= wrong <= 0.12
+    solved = [r for r in clean if not (r["base_small_correct"] or r["base_large_correct"])]
+    assert 0.3 <= len(solved) / len(clean) <= 0.6
+    hard = Counter(r["source"] for r in pool)
+    assert 0.02 <= hard["toy/aime"] / len(pool) <= 0.1 and hard["toy/gpqa"] > 0
+
+
+def test_thinking_tokens(pool):
+    for row in pool:
+        if row["thinking"] is not None and row["thinking_tokens"] is not None:
+            assert row["thinking_tokens"] == len(SPEC_TOKEN_RE.findall(row["thinking"]))
+
+
+ORACLES = {
+    "add": lambda n: str(n[0] + n[1]),
+    "sub": lambda n: str(n[0] - n[1]),
+    "mul": lambda n: str(n[0] * n[1]),
+    "mod": lambda n: str(n[0] % n[1]),
+    "sort": lambda n: " < ".join(map(str, sorted(n))),
+}
+
+
+@pytest.mark.parametrize("domain", sorted(FAMILIES))
+def test_make_problem_answers_are_right(domain):
+    rng = random.Random(7)
+    for _ in range(30):
+        question, solution, answer = make_problem(domain, rng)
+        assert solution.endswith(f"The answer is {answer}.")
+        nums = [int(n) for n in re.findall(r"\d+", question)]
+        expected = ORACLES.get(domain.rstrip("234"))
+        if expected is not None:
+            assert answer == expected(nums)
+
+
+def test_slipped_arithmetic_is_self_consistent(pool):
+    """A wrong teacher's trace still adds up: the final line is what its own steps write."""
+    wrong = [r for r in _clean(pool) if not r["teacher_correct"] and r["domain"] == "add2"]
+    assert wrong
+    for row in wrong:
+        writes = re.findall(r"write (\d+)", row["thinking"])
+        assert "".join(reversed(writes)) == row["attempt"].removeprefix("Answer: ")
+
+
+def test_extract_answer():
+    assert extract_answer("Final Answer: 42") == "42"
+    assert extract_answer("blah \\boxed{7} then \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+    assert extract_answer("Answer: 3\nmore text\nAnswer:  5 \nend") == "5"
+    assert extract_answer("Answer:\n 12") == "12"
+    assert extract_answer("no answer here") is None
+    assert extract_answer("Answer: ") is None
+
+
+@pytest.mark.parametrize(
+    "pred,gold",
+    [
+        ("42", "42"),
+        (" 42. ", "42"),
+        ("+5", "5"),
+        ("9.90", "9.9"),
+        ("1,234", "1234"),
+        ("1 234", "1234"),
+        ("Raspberry", "raspberry"),
+        ("17<38<52", "17 < 38 < 52"),
+        ("007", "7"),
+        (extract_answer("Final Answer: 42"), "42"),
+        (extract_answer("\\boxed{7}"), "7"),
+    ],
+)
+def test_grade_right(pred, gold):
+    assert grade(pred, gold)
+
+
+@pytest.mark.parametrize(
+    "pred,gold",
+    [
+        ("41", "42"),
+        ("9.11", "9.9"),
+        ("-5", "5"),
+        (None, "42"),
+        ("", "42"),
+        ("38 < 17 < 52", "17 < 38 < 52"),
+        (extract_answer("Answer: 13"), "12"),
+    ],
+)
+def test_grade_wrong(pred, gold):
+    assert not grade(pred, gold)
+
+
+def test_normalize_answer():
+    assert normalize_answer("9.50") == "9.5"
+    assert normalize_answer("100") == "100"
+    assert normalize_answer("1.0") == "1"
+    assert normalize_answer("-0") == "0"
+    assert normalize_answer("Yes.") == "yes"
