@@ -9,6 +9,8 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from s1exp.evaluate.scaling import control, performance, scaling
+
 COLUMNS = (
     ("accuracy", "acc %", "{:.1f}"),
     ("accuracy_ci_low", "ci low", "{:.1f}"),
@@ -20,7 +22,7 @@ COLUMNS = (
 
 
 def sweep_rows(sweep_dir: Path) -> list[tuple[str, dict[str, float], dict[str, Any]]]:
-    """(label, metrics, stages) for each finished job of a sweep, in job order."""
+    """(label, metrics, results) for each finished job of a sweep, in job order."""
     rows = []
     paths = sorted(
         sweep_dir.glob("*/results.json"),
@@ -29,9 +31,7 @@ def sweep_rows(sweep_dir: Path) -> list[tuple[str, dict[str, float], dict[str, A
     for path in paths:
         results = json.loads(path.read_text())
         overrides = [o for o in results.get("overrides", []) if not o.startswith("+ablation")]
-        rows.append(
-            (" ".join(overrides) or path.parent.name, results["metrics"], results["stages"])
-        )
+        rows.append((" ".join(overrides) or path.parent.name, results["metrics"], results))
     return rows
 
 
@@ -40,11 +40,35 @@ def format_table(rows: list[tuple[str, dict[str, float], dict[str, Any]]]) -> st
     header = f"{'run':<{width}} | " + " | ".join(f"{name:>9}" for _, name, _ in COLUMNS)
     header += " | trained"
     lines = [header, "-" * len(header)]
-    for label, metrics, stages in rows:
+    for label, metrics, results in rows:
         cells = " | ".join(f"{fmt.format(metrics[key]):>9}" for key, _, fmt in COLUMNS)
-        trained = "reused" if stages.get("train", {}).get("reused") else "yes"
+        trained = "reused" if results["stages"].get("train", {}).get("reused") else "yes"
         lines.append(f"{label:<{width}} | {cells} | {trained}")
     return "\n".join(lines)
+
+
+def thinking_limit(method: dict[str, Any]) -> float | None:
+    """The thinking tokens a run was asked to stay within: TCC's instruction, else its cap."""
+    for key in ("tokens", "cap"):
+        if isinstance(method.get(key), int):
+            return float(method[key])
+    return None
+
+
+def format_scaling(rows: list[tuple[str, dict[str, float], dict[str, Any]]]) -> str:
+    """Table 3's Control / Scaling / Performance over the sweep (where they are defined)."""
+    tokens = [metrics["thinking_tokens"] for _, metrics, _ in rows]
+    accuracy = [metrics["accuracy"] for _, metrics, _ in rows]
+    if len(set(tokens)) < 2 or min(tokens) <= 0:
+        return ""
+    parts = [
+        f"Scaling {scaling(tokens, accuracy):.1f} pp per doubling",
+        f"Performance {performance(accuracy):.1f}",
+    ]
+    limits = [thinking_limit(results["config"]["method"]) for _, _, results in rows]
+    if all(limit is not None for limit in limits):
+        parts.insert(0, f"Control {100 * control(tokens, limits):.0f}%")
+    return "Table 3 metrics over these runs: " + " | ".join(parts)
 
 
 class SweepSummary(Callback):
@@ -55,6 +79,6 @@ class SweepSummary(Callback):
         rows = sweep_rows(sweep_dir)
         if not rows:
             return
-        table = format_table(rows)
+        table = "\n".join(filter(None, [format_table(rows), format_scaling(rows)]))
         (sweep_dir / "summary.txt").write_text(table + "\n")
         print(f"\nSweep summary ({sweep_dir}):\n{table}", flush=True)

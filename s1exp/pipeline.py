@@ -41,6 +41,7 @@ SPEED_ONLY_ENGINE_KEYS = frozenset(
         "device",
         "gpu_memory_utilization",
         "enforce_eager",
+        "enable_prefix_caching",
         "kv_cache_space",
         "tensor_parallel_size",
     }
@@ -67,10 +68,17 @@ def train_stage(
 ) -> None:
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     rows = read_jsonl(selection / "selection.jsonl")
-    examples = [
-        training_example(tokenizer, r["question"], r["thinking"], r["attempt"], recipe.block_size)
-        for r in rows
-    ]
+    trace_format = instantiate(cfg.trace_format)
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    examples = []
+    for r in rows:
+        question, thinking = trace_format(r["question"], r["thinking"], count_tokens)
+        examples.append(
+            training_example(tokenizer, question, thinking, r["attempt"], recipe.block_size)
+        )
     truncated = sum(len(e.input_ids) >= recipe.block_size for e in examples)
     logger = track.train_logger(cfg, run_dir, tags)
     strategy = instantiate(cfg.strategy)
@@ -135,7 +143,9 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     start = time.perf_counter()
     recipe = instantiate(cfg.train)
     if recipe.trains:
-        model_key = config_key("model", sel_key, cfg.model, cfg.train, cfg.strategy)
+        model_key = config_key(
+            "model", sel_key, cfg.model, cfg.train, cfg.trace_format, cfg.strategy
+        )
         model = store.get_or_build(
             "model",
             model_key,
@@ -144,6 +154,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 "selection": sel_key,
                 "model": OmegaConf.to_container(cfg.model),
                 "train": OmegaConf.to_container(cfg.train),
+                "trace_format": OmegaConf.to_container(cfg.trace_format),
             },
         )
         model_path = str(model.path)

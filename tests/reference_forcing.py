@@ -93,3 +93,49 @@ def divergences(got: list[list[int]], want: list[list[int]]) -> list[tuple[int, 
             n = min(len(g), len(w))
             out.append((i, next((k for k in range(n) if g[k] != w[k]), n)))
     return out
+
+
+@torch.inference_mode()
+def step_force(
+    model,
+    tok,
+    prompt: list[int],
+    *,
+    force: bool,
+    max_length: int = 512,
+    answer_max_tokens: int = 32,
+) -> list[int]:
+    """SCC read literally (S1_SPEC section 4), auto cap: thinking is decoded token by token and
+    ends when its text ends with `<|im_start|>answer` (natural) or, with `force`, with
+    `<|im_start|>0 steps left` (forced exit)."""
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    im_end = enc("<|im_end|>")[0]
+    stops = {im_end, *({tok.eos_token_id, tok.pad_token_id} - {None})}
+    forced_exit = enc("<|im_start|>answer\nFinal Answer:")
+    cap = max_length - len(prompt) - len(forced_exit) - 100
+    thinking: list[int] = []
+    exit_ids: list[int] | None = None
+    while len(thinking) < cap:
+        token, _ = greedy(model, prompt + thinking, 1, 0, set())
+        thinking += token
+        text = tok.decode(thinking)
+        if text.endswith("<|im_start|>answer"):
+            thinking = thinking[: -len(enc("<|im_start|>answer"))]
+            assert tok.decode(thinking) + "<|im_start|>answer" == text
+            exit_ids = enc("<|im_start|>answer")
+            break
+        if token[0] in stops:
+            thinking.pop()
+            exit_ids = enc("<|im_start|>answer")
+            break
+        if force and text.endswith("<|im_start|>0 steps left"):
+            break
+    if exit_ids is None:
+        tail = tok.decode(thinking[-1:])
+        exit_ids = ([] if tail.endswith("\n") else enc("\n")) + forced_exit
+    context = prompt + thinking + exit_ids
+    room = min(max_length - len(context), answer_max_tokens)
+    answer, why = greedy(model, context, room, 0, stops)
+    if why == "stop":
+        answer = answer[:-1]
+    return thinking + exit_ids + answer

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import get_class, get_method
+from hydra.utils import get_class, get_method, instantiate
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,9 +90,12 @@ def test_every_ablation_dry_runs(ablation: str, tmp_path: Path):
     params = cfg.hydra.sweeper.params
     assert params, "an ablation must sweep something"
     assert cfg.logger.group == ablation
-    for key, values in params.items():  # every swept value must compose on its own
-        for value in str(values).split(","):
-            _compose([f"+ablation={ablation}", f"{key}={value}"])
+    axes = {key: str(values).split(",") for key, values in params.items()}
+    for key, values in axes.items():  # every swept value composes with the others' first values
+        for value in values:
+            others = [f"{k}={v[0]}" for k, v in axes.items() if k != key]
+            cfg = _compose([f"+ablation={ablation}", *others, f"{key}={value}"])
+            instantiate(cfg.method)  # and makes a valid test-time method
 
 
 def test_help_lists_groups_and_cfg_job_prints_resolved_config(tmp_path: Path):

@@ -4,9 +4,25 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 from conftest import FAST, run_s1exp
+
+# The venv's own wandb CLI: CI runs `.venv/bin/python -m pytest` without activating the venv.
+WANDB_CLI = str(Path(sys.executable).parent / "wandb")
+
+
+def _inspect(run_dir: Path) -> dict:
+    out = subprocess.run(
+        [WANDB_CLI, "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
 
 SAMPLE_FIELDS = {
     "id",
@@ -54,31 +70,13 @@ def test_second_run_reuses_every_artifact(toy_run: Path, s1_env: dict, tmp_path:
 
 def test_wandb_offline_run_holds_metrics_and_config(toy_run: Path):
     results = json.loads((toy_run / "results.json").read_text())
-    out = subprocess.run(
-        ["wandb", "leet", "inspect", "--summary", "--json", results["wandb_dir"]],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    run = json.loads(out.stdout)
+    run = _inspect(Path(results["wandb_dir"]))
     assert run["state"] == "finished"
     assert run["summary"]["eval/accuracy"] == results["metrics"]["accuracy"]
     assert run["summary"]["eval/thinking_tokens"] == results["metrics"]["thinking_tokens"]
     assert run["config"]["selection"]["size"] == 300
     assert run["config"]["method"]["_target_"].endswith("BudgetForcing")
     assert "extrapolation=none" in run["tags"]
-
-
-def _inspect(run_dir: Path) -> dict:
-    out = subprocess.run(
-        ["wandb", "leet", "inspect", "--summary", "--json", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
 
 
 def test_wandb_train_run_logs_loss_lr_and_grad_norm(toy_run: Path):

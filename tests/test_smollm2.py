@@ -112,3 +112,32 @@ def test_budget_forcing_wait(checkpoint: str, tokenizer) -> None:
     sample = max(waited, key=lambda r: r["ignores_used"])
     print(f"\n--- thinking ({sample['ignores_used']} Wait) ---\n{sample['thinking']}")
     print(f"--- answer ---\n{sample['answer_text']}")
+
+
+SMOLLM2_SETTINGS = {
+    "cap24": {"cap": 24},
+    "wait2": {"cap": 48, "ignore": 2, "extrapolation": "Wait"},
+    "min32": {"cap": 48, "min_tokens": 32},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMOLLM2_SETTINGS))
+def test_budget_forcing_matches_reference_loop(checkpoint: str, tokenizer, name: str) -> None:
+    """The engine's greedy tokens equal the spec's literal loop on a real pretrained model."""
+    from reference_forcing import budget_force, divergences
+
+    kwargs = SMOLLM2_SETTINGS[name]
+    model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
+    engine = TransformersEngine(checkpoint, max_model_len=2048, batch_size=4, device="cpu")
+    prompts = [prompt_ids(tokenizer, q) for q in QUESTIONS]
+    bf = dict(max_length=2048, answer_max_tokens=16, **kwargs)
+    want = [
+        budget_force(model, tokenizer, p, max_length=2048, answer_max_tokens=16, **kwargs)
+        for p in prompts
+    ]
+    for mode in ("inflight", "resubmit"):
+        got = [
+            r["token_ids"] for r in BudgetForcing(mode=mode, **bf).run(engine, tokenizer, prompts)
+        ]
+        diverged = divergences(got, want)
+        assert not diverged, f"{mode}: {len(diverged)}/{len(prompts)} differ: {diverged}"

@@ -19,9 +19,12 @@ from transformers import AutoTokenizer  # noqa: E402
 from s1exp.data import toy  # noqa: E402
 from s1exp.data.format import END_OF_THINKING, END_OF_TURN, prompt_ids  # noqa: E402
 from s1exp.infer.budget_forcing import BudgetForcing  # noqa: E402
+from s1exp.infer.conditional import ClassConditional, TokenConditional  # noqa: E402
 from s1exp.infer.engine import Completion, SamplingParams  # noqa: E402
 from s1exp.infer.hf_engine import TransformersEngine  # noqa: E402
+from s1exp.infer.rejection import RejectionSampling  # noqa: E402
 from s1exp.infer.vllm_engine import VLLMEngine  # noqa: E402
+from s1exp.infer.voting import MajorityVoting  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 
@@ -190,3 +193,32 @@ def test_prefix_cache_serves_resubmitted_rounds(setup):
     # vLLM caches whole blocks only (128 tokens on CPU, 16 on GPU): most of each prompt is a hit.
     cached = sum(o.extra["cached_tokens"] for o in outs)
     assert cached >= 0.5 * sum(len(p) for p in again), cached
+
+
+# -- the other test-time methods run on vLLM too ------------------------------------------------
+def test_conditional_methods_match_transformers(setup, hf_engine):
+    tok, engine, _ = setup
+    questions = [item["question"] for item in toy.make_benchmark(size=20, seed=8)]
+    for method in (
+        TokenConditional(tokens=16, force=True, mode="resubmit", max_length=MAX_LEN),
+        ClassConditional(length="long", mode="resubmit", max_length=MAX_LEN),
+    ):
+        prompts = [method.prompt(tok, q) for q in questions]
+        ours = [r["token_ids"] for r in method.run(engine, tok, prompts)]
+        ref = [r["token_ids"] for r in method.run(hf_engine, tok, prompts)]
+        diverged = [i for i, (o, r) in enumerate(zip(ours, ref, strict=True)) if o != r]
+        assert len(diverged) <= (1 - IDENTICAL_FLOOR) * len(prompts), (type(method), diverged)
+
+
+def test_sampling_methods_run_on_vllm(setup):
+    tok, engine, prompts = setup
+    rs = RejectionSampling(cap=40, max_tries=3, seed=2, max_length=MAX_LEN, answer_max_tokens=32)
+    for r in rs.run(engine, tok, prompts):
+        assert 1 <= r["scores"]["tries"] <= 3
+        assert not r["scores"]["fits"] or r["thinking_tokens"] <= 40
+    voting = MajorityVoting(n=4, ks=[1, 4], seed=5, max_length=MAX_LEN, answer_max_tokens=32)
+    first = voting.run(engine, tok, prompts[:6])
+    assert all(len(r["votes"]) == 4 for r in first)
+    assert [r["votes"] for r in voting.run(engine, tok, prompts[:6])] == [
+        r["votes"] for r in first
+    ]  # per-request seeds: reproducible

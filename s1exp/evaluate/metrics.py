@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from statistics import mean
 
 
@@ -18,7 +19,30 @@ def bootstrap_ci(
     return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
 
 
+def vote(graded: list[tuple[str | None, bool]], ks: list[int]) -> dict:
+    """Majority vote over graded samples (predicted answer, correct), in sample order.
+
+    maj@k: the most common answer among the first k is right (ties: the earliest such answer);
+    cov@k: some answer among the first k is right. Unparsed answers (None) do not vote.
+    """
+
+    def majority(first: list[tuple[str | None, bool]]) -> tuple[str | None, bool]:
+        counts = Counter(p for p, _ in first if p is not None)
+        if not counts:
+            return None, False
+        top = max(counts.values())
+        return next((p, c) for p, c in first if p is not None and counts[p] == top)
+
+    scores: dict[str, float] = {}
+    for k in ks:
+        scores[f"maj@{k}"] = float(majority(graded[:k])[1])
+        scores[f"cov@{k}"] = float(any(c for _, c in graded[:k]))
+    predicted, correct = majority(graded)
+    return {"predicted": predicted, "correct": correct, "scores": scores}
+
+
 def summarize(samples: list[dict]) -> dict[str, float]:
+    """Accuracy (with CI), token means, and the mean of each method-specific score."""
     correct = [float(s["correct"]) for s in samples]
     low, high = bootstrap_ci(correct, resamples=2000)
     return {
@@ -30,4 +54,7 @@ def summarize(samples: list[dict]) -> dict[str, float]:
         "forced_exit_rate": mean(s["exit"] == "forced" for s in samples) if samples else 0.0,
         "ignores_used": mean(s["ignores_used"] for s in samples) if samples else 0.0,
         "n": float(len(samples)),
+    } | {
+        name: mean(float(s["scores"][name]) for s in samples)
+        for name in (samples[0].get("scores", {}) if samples else {})
     }

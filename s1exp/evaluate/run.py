@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import AutoTokenizer
 
-from s1exp.evaluate.metrics import summarize
+from s1exp.evaluate.metrics import summarize, vote
 from s1exp.store import write_json_atomic, write_jsonl_atomic
 
 
@@ -29,17 +29,18 @@ def evaluate(cfg: DictConfig, model_path: str, out_dir: Path) -> dict[str, float
     samples = []
     for item, prompt, record in zip(items, prompts, records, strict=True):
         predicted, correct = benchmark.grade(record["answer_text"], item["answer"])
-        samples.append(
-            {
-                "id": item["id"],
-                "question": item["question"],
-                "gold": item["answer"],
-                "prompt": tokenizer.decode(prompt),
-                "predicted": predicted,
-                "correct": correct,
-                **record,
-            }
-        )
+        graded = {"predicted": predicted, "correct": correct}
+        if "votes" in record:  # parallel samples: grade each, the majority answer is the answer
+            votes = [benchmark.grade(text, item["answer"]) for text in record["votes"]]
+            graded = vote(votes, record["vote_ks"])
+            graded["scores"] = record.get("scores", {}) | graded["scores"]
+        sample = {
+            "id": item["id"],
+            "question": item["question"],
+            "gold": item["answer"],
+            "prompt": tokenizer.decode(prompt),
+        }
+        samples.append(sample | record | graded)
     metrics = summarize(samples)
     tokens = sum(s["thinking_tokens"] + s["answer_tokens"] for s in samples)
     metrics |= {

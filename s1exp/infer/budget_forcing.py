@@ -77,6 +77,7 @@ class Trajectory:
     config: BudgetForcing
     marks: Delimiters
     extrapolation_ids: list[int]
+    seed: int | None = None  # sampling seed of this trajectory (None: the method's)
     thinking_ids: list[int] = field(default_factory=list)
     exit_ids: list[int] = field(default_factory=list)
     answer_ids: list[int] = field(default_factory=list)
@@ -85,6 +86,8 @@ class Trajectory:
     ignores_used: int = 0
     finish_reasons: list[str] = field(default_factory=list)
     exit: str = ""
+    continuing: bool = False  # after an ignore: the continuation must produce a token first
+    extra: dict[str, Any] = field(default_factory=dict)  # method-specific fields of the record
 
     @property
     def remaining(self) -> int:
@@ -96,8 +99,7 @@ class Trajectory:
 
     def segment(self) -> Segment | None:
         if self.phase == "thinking":
-            floor = 1 if self.rounds > 0 else 0  # a continuation must produce a token first
-            minimum = max(floor, self.config.min_tokens - len(self.thinking_ids))
+            minimum = max(int(self.continuing), self.config.min_tokens - len(self.thinking_ids))
             return Segment(self.remaining, minimum, self.marks.thinking_stops)
         if self.phase == "answer":
             used = len(self.context())
@@ -117,12 +119,18 @@ class Trajectory:
             self.phase = "done"
             return []
         self.rounds += 1
+        self.continuing = False
         self.thinking_ids += kept
         if not stopped:
             return self._exit(forced=True)
+        return self.thinking_stopped(token_ids[-1])
+
+    def thinking_stopped(self, stop_token: int) -> list[int]:
+        """The model ended thinking early: extend it (an ignore) or take the natural exit."""
         fits = self.remaining - len(self.extrapolation_ids) >= 1
         if self.ignores_used < self.config.ignore and fits:
             self.ignores_used += 1
+            self.continuing = True
             self.thinking_ids += self.extrapolation_ids
             return list(self.extrapolation_ids)
         return self._exit(forced=False)
@@ -202,6 +210,10 @@ class BudgetForcing:
                 "tokenizer (decode(encode(s)) != s); choose a string the tokenizer can encode"
             )
 
+    def room(self, prompt: list[int]) -> int:
+        """The most thinking tokens that still leave room for the forced exit and an answer."""
+        return self.max_length - len(prompt) - len(self.marks.forced_exit) - 2
+
     def budget_for(self, prompt: list[int]) -> int:
         """The thinking cap of one prompt; "auto" follows the paper's formula."""
         if self.cap != "auto":
@@ -210,7 +222,7 @@ class BudgetForcing:
             question_len = len(prompt) - len(self.marks.think_start)
             cap = (self.max_length - question_len - len(self.marks.think_start)
                    - len(self.marks.forced_exit) - AUTO_MARGIN)  # fmt: skip
-        room = self.max_length - len(prompt) - len(self.marks.forced_exit) - 2
+        room = self.room(prompt)
         if cap <= 0 or room <= 0:
             raise ValueError(
                 f"budget.cap={self.cap}: a prompt of {len(prompt)} tokens leaves no thinking "
@@ -218,26 +230,34 @@ class BudgetForcing:
             )
         return min(cap, room)
 
-    def sampling(self, segment: Segment) -> SamplingParams:
+    def sampling(self, t: Trajectory) -> SamplingParams | None:
+        """The engine request for a trajectory's next segment (None once it is done)."""
+        segment = t.segment()
+        if segment is None:
+            return None
         return SamplingParams(
             max_tokens=segment.max_tokens,
             min_tokens=segment.min_tokens,
             stop_token_ids=segment.stop_token_ids,
             temperature=self.temperature,
             top_p=self.top_p,
-            seed=self.seed,
+            seed=self.seed if t.seed is None else t.seed,
         )
 
     # -- run --------------------------------------------------------------------------------
-    def trajectories(self, prompts: list[list[int]]) -> list[Trajectory]:
-        return [
-            Trajectory(p, self.budget_for(p), self, self.marks, self.extrapolation_ids)
-            for p in prompts
-        ]
+    def trajectory(self, prompt: list[int], seed: int | None = None) -> Trajectory:
+        return Trajectory(prompt, self.budget_for(prompt), self, self.marks,
+                          self.extrapolation_ids, seed=seed)  # fmt: skip
 
     def run(self, engine: Engine, tokenizer: Any, prompts: list[list[int]]) -> list[dict]:
+        """One record per prompt (see `record`)."""
         self.prepare(tokenizer)
-        paths = self.trajectories(prompts)
+        paths = [self.trajectory(p) for p in prompts]
+        self.drive(engine, paths)
+        return [self.record(t, tokenizer) for t in paths]
+
+    def drive(self, engine: Engine, paths: list[Trajectory]) -> None:
+        """Run trajectories to the end with the chosen driver."""
         inflight = hasattr(engine, "run_inflight")
         if self.mode == "inflight" or (self.mode == "auto" and inflight):
             if not inflight:
@@ -248,12 +268,11 @@ class BudgetForcing:
             engine.run_inflight(paths, self.sampling)
         else:
             self.resubmit(engine, paths)
-        return [self.record(t, tokenizer) for t in paths]
 
     def resubmit(self, engine: Engine, paths: list[Trajectory]) -> None:
         """The reference driver: every segment of every trajectory is a new engine request."""
         while active := [t for t in paths if t.phase != "done"]:
-            params = [self.sampling(t.segment()) for t in active]
+            params = [self.sampling(t) for t in active]
             outs = engine.generate([t.context() for t in active], params)
             for t, out in zip(active, outs, strict=True):
                 t.advance(out.token_ids, out.finish_reason)
@@ -271,4 +290,5 @@ class BudgetForcing:
             "exit": t.exit,
             "finish_reasons": t.finish_reasons,
             "token_ids": t.thinking_ids + t.exit_ids + t.answer_ids,
+            **t.extra,
         }

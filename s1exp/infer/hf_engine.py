@@ -53,8 +53,7 @@ class Forced:
         return self.trajectory.context()
 
     def params(self) -> SamplingParams | None:
-        segment = self.trajectory.segment()
-        return None if segment is None else self.sampling(segment)
+        return self.sampling(self.trajectory)
 
     def advance(self, token_ids: list[int], finish_reason: str) -> list[int]:
         return self.trajectory.advance(token_ids, finish_reason)

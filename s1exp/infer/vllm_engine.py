@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from s1exp.infer.engine import Completion, SamplingParams
+from s1exp.infer.engine import Completion, SamplingParams, check_requests
 
 
 class VLLMEngine:
@@ -70,15 +70,7 @@ class VLLMEngine:
         )
 
     def generate(self, prompts: list[list[int]], params: list[SamplingParams]) -> list[Completion]:
-        if len(prompts) != len(params):
-            raise ValueError("generate: one SamplingParams per prompt is required")
-        for prompt, p in zip(prompts, params, strict=True):
-            if len(prompt) + p.max_tokens > self.max_model_len:
-                raise ValueError(
-                    f"engine.max_model_len={self.max_model_len} is smaller than a prompt of "
-                    f"{len(prompt)} tokens plus max_tokens={p.max_tokens}; "
-                    "raise engine.max_model_len"
-                )
+        check_requests(prompts, params, self.max_model_len)
         from vllm.inputs import TokensPrompt
 
         todo = [i for i, p in enumerate(params) if p.max_tokens > 0]  # vLLM needs max_tokens >= 1
