@@ -127,3 +127,22 @@ def test_bad_override_names_the_field():
     )
     assert run.returncode != 0
     assert "extrapolation" in run.stderr and "nope" in run.stderr
+
+
+@pytest.mark.parametrize("engine", ["transformers", "vllm"])
+def test_eval_key_tracks_output_changing_engine_settings_only(engine: str):
+    from s1exp.pipeline import eval_key
+
+    def key(*overrides: str) -> str:
+        return eval_key(_compose([f"engine={engine}", *overrides]), "model-key")
+
+    base = key()
+    for changes_outputs in ("engine.dtype=bfloat16", "engine.seed=1", "engine.max_model_len=1024"):
+        assert key(changes_outputs) != base, changes_outputs
+    speed_only = {
+        "transformers": ["engine.batch_size=8", "engine.device=cpu"],
+        "vllm": ["engine.enable_prefix_caching=false", "engine.kv_cache_space=8"],
+    }[engine]
+    for override in speed_only:
+        assert key(override) == base, override
+    assert eval_key(_compose([f"engine={engine}"]), "other-model") != base
