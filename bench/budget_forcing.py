@@ -2,8 +2,10 @@
 
 For each engine: 32 toy prompts are run (b) with budget forcing, 2x "Wait", then (a) as plain
 generation asked for exactly as many tokens per prompt as (b) generated (stops suppressed, so the
-totals match). Prints tokens/s of both and the ratio b/a: the cost of the extra rounds. Goals:
->= 0.95 on vLLM (prefix caching), >= 0.8 on transformers.
+totals match). Prints tokens/s of both and the ratio b/a (medians of --repeats alternating timed
+runs): the cost of the extra rounds. Goals: >= 0.95 on vLLM (prefix caching), >= 0.8 on
+transformers. For the resubmit driver it also splits the extra time into requests + prefills
+(the extra segments replayed with max_tokens=1) and round barriers (the rest).
 
 --model defaults to the newest trained toy model in the artifact store (run the main job first).
 """
@@ -14,6 +16,7 @@ import argparse
 import os
 import time
 from pathlib import Path
+from statistics import median
 
 from transformers import AutoTokenizer
 
@@ -33,35 +36,70 @@ def make_engine(name: str, model: str, max_len: int):
     if name == "vllm":
         from s1exp.infer.vllm_engine import VLLMEngine
 
-        return VLLMEngine(model, max_model_len=max_len)
+        block = os.environ.get("S1EXP_BENCH_VLLM_BLOCK_SIZE")
+        return VLLMEngine(model, max_model_len=max_len, block_size=int(block) if block else None)
     from s1exp.infer.hf_engine import TransformersEngine
 
     return TransformersEngine(model, max_model_len=max_len, batch_size=32)
 
 
-def bench(engine, tok, prompts: list[list[int]], max_len: int, mode: str) -> dict[str, float]:
+class Recorder:
+    """Wraps an engine's generate to count what re-submission costs: requests and prefixes."""
+
+    def __init__(self, engine) -> None:
+        self.engine, self.contexts, self.cached = engine, [], 0
+
+    def generate(self, prompts, params):
+        outs = self.engine.generate(prompts, params)
+        self.contexts += prompts
+        self.cached += sum(o.extra.get("cached_tokens", 0) for o in outs)
+        return outs
+
+
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bench(engine, tok, prompts, max_len: int, mode: str, repeats: int) -> dict[str, float]:
     method = BudgetForcing(
         cap=200, ignore=2, extrapolation="Wait", max_length=max_len, answer_max_tokens=32, mode=mode
     )
     method.run(engine, tok, prompts[:4])  # warm-up: compile/allocate outside the timing
-    start = time.perf_counter()
     records = method.run(engine, tok, prompts)
-    forced_s = time.perf_counter() - start
     # Decoded tokens per prompt: thinking + answer (+1 per stop token the engine produced).
     counts = [len(r["token_ids"]) for r in records]
     plain = [SamplingParams(max_tokens=n, min_tokens=n) for n in counts]
-    start = time.perf_counter()
     outs = engine.generate(prompts, plain)
-    plain_s = time.perf_counter() - start
     assert [len(o.token_ids) for o in outs] == counts, "plain generation must match token counts"
+    forced_s, plain_s = [], []
+    for _ in range(repeats):  # alternate, so drift in machine speed hits both alike
+        forced_s.append(timed(lambda: method.run(engine, tok, prompts)))
+        plain_s.append(timed(lambda: engine.generate(prompts, plain)))
+    forced, plain_time = median(forced_s), median(plain_s)
     total = sum(counts)
-    return {
+    result = {
         "tokens": total,
-        "plain_tps": total / plain_s,
-        "forced_tps": total / forced_s,
-        "ratio": plain_s / forced_s,
+        "plain_tps": total / plain_time,
+        "forced_tps": total / forced,
+        "ratio": plain_time / forced,
         "ignores": sum(r["ignores_used"] for r in records),
     }
+    if mode == "resubmit":  # where the extra time goes: one request + prefill per segment
+        recorder = Recorder(engine)
+        method.run(recorder, tok, prompts)
+        one = [SamplingParams(max_tokens=1)] * len(recorder.contexts)
+        replay = timed(lambda: engine.generate(recorder.contexts, one))
+        submitted = sum(len(c) for c in recorder.contexts)
+        result |= {
+            "requests": len(recorder.contexts),
+            "cached": recorder.cached / submitted,
+            "prefill_s": replay,
+            "forced_s": forced,
+            "plain_s": plain_time,
+        }
+    return result
 
 
 def main() -> None:
@@ -69,6 +107,7 @@ def main() -> None:
     parser.add_argument("--model", default=None)
     parser.add_argument("--engines", default="transformers,vllm")
     parser.add_argument("--prompts", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs; medians reported")
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     model = args.model or newest_model(Path(os.environ.get("S1EXP_STORE", "outputs/store")))
@@ -89,11 +128,21 @@ def main() -> None:
             continue
         modes = ("inflight", "resubmit") if hasattr(engine, "run_inflight") else ("resubmit",)
         for mode in modes:
-            r = bench(engine, tok, prompts, max_len, mode)
+            r = bench(engine, tok, prompts, max_len, mode, args.repeats)
             print(
                 f"{name:<14}{mode:<10}{r['tokens']:>8}{r['plain_tps']:>13.0f}"
                 f"{r['forced_tps']:>14.0f}{r['ratio']:>7.2f}{r['ignores']:>9}"
             )
+            if "requests" in r:
+                print(
+                    f"{'':<14}  resubmit: {r['requests']} requests for {len(prompts)} prompts, "
+                    f"{r['cached']:.0%} of their prompt tokens from the prefix cache; "
+                    f"forced {r['forced_s']:.2f} s = plain {r['plain_s']:.2f} s + requests and "
+                    f"prefills {r['prefill_s']:.2f} s (replayed with max_tokens=1) + round "
+                    f"barriers {r['forced_s'] - r['plain_s'] - r['prefill_s']:.2f} s"
+                )
+        if hasattr(engine, "close"):
+            engine.close()
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ SPEED_ONLY_ENGINE_KEYS = frozenset(
         "enable_prefix_caching",
         "kv_cache_space",
         "tensor_parallel_size",
+        "block_size",
     }
 )
 

@@ -184,6 +184,17 @@ def test_budget_forcing_matches_transformers(setup, hf_engine):
     assert share >= IDENTICAL_FLOOR, diverged
 
 
+def test_inflight_driver_gives_the_resubmit_tokens(setup):
+    """vLLM's barrier-free driver re-submits segments as they end: same greedy tokens."""
+    tok, engine, prompts = setup
+    for kwargs in SETTINGS[2:4]:
+        bf = dict(max_length=MAX_LEN, answer_max_tokens=32, **kwargs)
+        flowing = BudgetForcing(mode="inflight", **bf).run(engine, tok, prompts)
+        rounds = BudgetForcing(mode="resubmit", **bf).run(engine, tok, prompts)
+        assert [r["token_ids"] for r in flowing] == [r["token_ids"] for r in rounds], kwargs
+        assert [r["finish_reasons"] for r in flowing] == [r["finish_reasons"] for r in rounds]
+
+
 def test_prefix_cache_serves_resubmitted_rounds(setup):
     """Budget forcing re-submits prompt + thinking each round: vLLM should find it cached."""
     _, engine, prompts = setup

@@ -11,9 +11,11 @@ and consumes each generated segment, returning the tokens to force after it:
   budget is spent, natural (`<|im_start|>answer`) otherwise;
 - answer: decode to the end of the turn.
 
-Two drivers run the machines: `resubmit` (any engine; each segment is a new request, so vLLM's
-prefix cache avoids the re-prefill) and `inflight` (engines with `run_inflight`, e.g. transformers:
-forced tokens are fed inside one decode loop that keeps its KV cache). Under greedy decoding both
+Two drivers run the machines: `resubmit` (any engine: every round, all unfinished trajectories
+are sent as one batch of new requests, as the public s1 code does) and `inflight` (engines with
+`run_inflight`: each trajectory advances on its own, with no round barrier; transformers feeds
+the forced tokens inside one decode loop that keeps its KV cache, vLLM submits the next segment
+the moment the previous one ends and serves the prefix from its cache). Under greedy decoding both
 yield the same tokens; `auto` (the default) takes inflight where the engine has it.
 """
 

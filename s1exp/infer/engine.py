@@ -8,7 +8,7 @@ repeating the prompt with different seeds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -45,4 +45,14 @@ def check_requests(prompts: list[list[int]], params: list[SamplingParams], max_m
             raise ValueError(
                 f"engine.max_model_len={max_model_len} is smaller than a prompt of "
                 f"{len(prompt)} tokens plus max_tokens={p.max_tokens}; raise engine.max_model_len"
+            )
+
+
+def check_trajectories(trajectories: list[Any], max_model_len: int) -> None:
+    """Trajectories may grow to their method's max_length: the engine must hold that much."""
+    for t in trajectories:
+        if t.config.max_length > max_model_len:
+            raise ValueError(
+                f"engine.max_model_len={max_model_len} is below model.max_length="
+                f"{t.config.max_length}; make them equal"
             )

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import torch
 from transformers import AutoModelForCausalLM, DynamicCache
 
-from s1exp.infer.engine import Completion, SamplingParams, check_requests
+from s1exp.infer.engine import Completion, SamplingParams, check_requests, check_trajectories
 
 
 class Controlled(Protocol):
@@ -111,12 +111,7 @@ class TransformersEngine:
 
     def run_inflight(self, trajectories: list[Any], sampling: Callable[[Any], SamplingParams]):
         """Drive budget-forcing trajectories to completion with forced tokens fed in-loop."""
-        for t in trajectories:
-            if t.config.max_length > self.max_model_len:
-                raise ValueError(
-                    f"engine.max_model_len={self.max_model_len} is below model.max_length="
-                    f"{t.config.max_length}; make them equal"
-                )
+        check_trajectories(trajectories, self.max_model_len)
         self._run([Forced(t, sampling) for t in trajectories])
 
     # -- the decode loop --------------------------------------------------------------------

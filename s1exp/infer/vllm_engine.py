@@ -12,12 +12,14 @@ budget forcing re-submits every round with the previous round's prefix.
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from s1exp.infer.engine import Completion, SamplingParams, check_requests
+from s1exp.infer.engine import Completion, SamplingParams, check_requests, check_trajectories
 
 
 class VLLMEngine:
@@ -34,6 +36,7 @@ class VLLMEngine:
         gpu_memory_utilization: float = 0.85,
         kv_cache_space: int = 4,
         tensor_parallel_size: int = 1,
+        block_size: int | None = None,
     ) -> None:
         # GiB of KV cache, read by vLLM's CPU backend when the engine starts; GPU builds ignore it.
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(kv_cache_space))
@@ -41,6 +44,7 @@ class VLLMEngine:
 
         self.max_model_len = max_model_len
         self.seed = seed
+        self._request_ids = itertools.count()
         self.llm = vllm.LLM(
             model=model_path,
             dtype=dtype,
@@ -50,12 +54,14 @@ class VLLMEngine:
             enable_prefix_caching=enable_prefix_caching,
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,
+            **({} if block_size is None else {"block_size": block_size}),
             skip_tokenizer_init=True,  # ids in, ids out; also leaves vLLM without an EOS id
             generation_config=_empty_generation_config(),
         )
 
     def _vllm_params(self, p: SamplingParams) -> Any:
         import vllm
+        from vllm.sampling_params import RequestOutputKind
 
         return vllm.SamplingParams(
             max_tokens=p.max_tokens,
@@ -67,6 +73,7 @@ class VLLMEngine:
             seed=self.seed if p.seed is None else p.seed,
             detokenize=False,
             skip_special_tokens=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,  # one output per finished request
         )
 
     def generate(self, prompts: list[list[int]], params: list[SamplingParams]) -> list[Completion]:
@@ -86,6 +93,39 @@ class VLLMEngine:
             results[i] = _completion(out.outputs[0], params[i])
             results[i].extra["cached_tokens"] = out.num_cached_tokens or 0  # prefix-cache hits
         return results
+
+    def run_inflight(self, trajectories: list[Any], sampling: Callable[[Any], SamplingParams]):
+        """Drive budget-forcing trajectories with no round barrier.
+
+        Each trajectory's next segment is submitted the moment its previous one finishes, while
+        the others keep decoding in vLLM's continuous batch; the prefix cache serves the repeated
+        prefix. The tokens are those of the resubmit driver; only the waiting is gone.
+        """
+        from vllm.inputs import TokensPrompt
+
+        check_trajectories(trajectories, self.max_model_len)
+        core = self.llm.llm_engine
+        pending: dict[str, tuple[Any, SamplingParams]] = {}
+
+        def submit(t: Any) -> None:
+            while (p := sampling(t)) is not None:
+                if p.max_tokens > 0:
+                    request_id = f"s1exp-{next(self._request_ids)}"
+                    prompt = TokensPrompt(prompt_token_ids=t.context())
+                    core.add_request(request_id, prompt, self._vllm_params(p))
+                    pending[request_id] = (t, p)
+                    return
+                t.advance([], "length")  # an empty segment: nothing to generate
+
+        for t in trajectories:
+            submit(t)
+        while pending:
+            for out in core.step():
+                if out.finished and out.request_id in pending:
+                    t, p = pending.pop(out.request_id)
+                    done = _completion(out.outputs[0], p)
+                    t.advance(done.token_ids, done.finish_reason)
+                    submit(t)
 
     def close(self) -> None:
         """Stop vLLM's engine process now (tests, sweeps) instead of at interpreter exit."""
