@@ -18,7 +18,7 @@ def main(cfg: DictConfig) -> float:
     from s1exp.pipeline import run  # heavy imports after Hydra has parsed the command line
 
     results = run(cfg, Path(HydraConfig.get().runtime.output_dir))
-    return float(results["metrics"]["accuracy"])
+    return float(results["metrics"]["accuracy"]) if "metrics" in results else float("nan")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,33 @@ def train_stage(
     )
 
 
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID")  # the order Lightning reads them in
+
+
+def process_rank() -> int:
+    """This process's global rank when a distributed launcher started it (0 otherwise).
+
+    Lightning's DDP launcher re-runs the command for ranks > 0 with LOCAL_RANK set; on SLURM every
+    task runs the job with SLURM_PROCID set.
+    """
+    for name in RANK_VARIABLES:
+        if name in os.environ:
+            return int(os.environ[name])
+    return 0
+
+
+def helper_rank_train(
+    cfg: DictConfig, recipe: Any, base_model: str, selection: Path, run_dir: Path
+) -> None:
+    """Rank > 0 of a distributed fit: train alongside rank 0, which owns the model artifact.
+
+    Waiting on the artifact's lock (held by rank 0 during the fit) would deadlock the process
+    group, so helper ranks train into a scratch folder that is discarded, and never evaluate.
+    """
+    with tempfile.TemporaryDirectory(prefix="s1exp-rank-") as scratch:
+        train_stage(cfg, recipe, base_model, selection, Path(scratch), run_dir, [])
+
+
 def eval_key(cfg: DictConfig, model_key: str) -> str:
     engine = {
         k: v
@@ -143,6 +172,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     start = time.perf_counter()
     recipe = instantiate(cfg.train)
+    if process_rank() > 0:
+        if recipe.trains:
+            helper_rank_train(cfg, recipe, base_model, selection.path, run_dir)
+        return {"rank": process_rank()}
     if recipe.trains:
         model_key = config_key(
             "model", sel_key, cfg.model, cfg.train, cfg.trace_format, cfg.strategy

@@ -113,3 +113,22 @@ def test_bad_budget_fails_clearly_and_writes_nothing(s1_env: dict, tmp_path: Pat
     assert proc.returncode != 0
     assert "budget.cap" in proc.stderr
     assert not (tmp_path / "bad" / "results.json").exists()
+
+
+def test_ddp_trains_with_two_cpu_processes(toy_run: Path, s1_env: dict, tmp_path: Path):
+    """strategy=ddp with 2 gloo processes on CPU: Lightning re-runs the command for rank 1, which
+    trains alongside rank 0 without touching the store (no deadlock on the model's lock)."""
+    env = s1_env | {"S1EXP_STORE": str(tmp_path / "store")}  # fresh store: must train here
+    args = [*FAST, "strategy=ddp", "train.devices=2", "train.micro_batch_size=8"]
+    proc = run_s1exp([*args, "benchmark.size=8", "hydra.run.dir=ddp"], tmp_path, env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MEMBER: 2/2" in proc.stderr  # the second process joined the process group
+    results = json.loads((tmp_path / "ddp" / "results.json").read_text())
+    assert not results["stages"]["train"]["reused"]
+    model_dir = Path(results["stages"]["train"]["path"])
+    metrics = json.loads((model_dir / "train_metrics.json").read_text())
+    # 300 examples, global batch 16 = 2 ranks x micro-batch 8: 19 steps per epoch, 2 epochs
+    assert metrics["train/optimizer_steps"] == 38
+    assert sorted(p.name for p in (tmp_path / "store" / "model").iterdir() if p.is_dir()) == [
+        model_dir.name
+    ]  # one model artifact: rank 1 published nothing
