@@ -99,6 +99,7 @@ def test_every_method_option_instantiates(method: str):
     [
         (lambda: TokenConditional(tokens=0), "method.tokens"),
         (lambda: StepConditional(steps=-1), "method.steps"),
+        (lambda: StepConditional(steps=2, ignore=2), "extrapolation.ignore"),
         (lambda: ClassConditional(length="medium"), "method.length"),
         (lambda: RejectionSampling(cap="auto"), "budget.cap"),
         (lambda: RejectionSampling(cap=64, temperature=0.0), "method.temperature"),

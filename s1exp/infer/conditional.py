@@ -131,6 +131,11 @@ class StepConditional(InstructedForcing):
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps <= 0:
             raise ValueError(f"method.steps={self.steps!r}: use a positive number of steps")
+        if self.ignore:
+            raise ValueError(
+                f"extrapolation.ignore={self.ignore}: SCC ends thinking by its steps and does not "
+                "extend it; use extrapolation=none (or method=budget_forcing to extend)"
+            )
         super().__post_init__()
 
     def instruction(self) -> str:
