@@ -22,17 +22,23 @@ COLUMNS = (
 
 
 def sweep_rows(sweep_dir: Path) -> list[tuple[str, dict[str, float], dict[str, Any]]]:
-    """(label, metrics, results) for each finished job of a sweep, in job order."""
-    rows = []
+    """(label, metrics, results) for each finished job of a sweep, in job order.
+
+    A job's label is its overrides minus those every job shares (the swept values stand out).
+    """
     paths = sorted(
         sweep_dir.glob("*/results.json"),
         key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 1 << 30,
     )
-    for path in paths:
-        results = json.loads(path.read_text())
-        overrides = [o for o in results.get("overrides", []) if not o.startswith("+ablation")]
-        rows.append((" ".join(overrides) or path.parent.name, results["metrics"], results))
-    return rows
+    jobs = [(path, json.loads(path.read_text())) for path in paths]
+    overrides = [
+        [o for o in r.get("overrides", []) if not o.startswith("+ablation")] for _, r in jobs
+    ]
+    shared = set.intersection(*map(set, overrides)) if len(jobs) > 1 else set()
+    return [
+        (" ".join(o for o in job_overrides if o not in shared) or path.parent.name, r["metrics"], r)
+        for (path, r), job_overrides in zip(jobs, overrides, strict=True)
+    ]
 
 
 def format_table(rows: list[tuple[str, dict[str, float], dict[str, Any]]]) -> str:

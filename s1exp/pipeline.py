@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import shutil
 import tempfile
@@ -33,6 +32,7 @@ from s1exp.store import (
     write_json_atomic,
     write_jsonl_atomic,
 )
+from s1exp.train.ranks import FitSignal, process_rank
 
 log = logging.getLogger(__name__)
 
@@ -94,28 +94,13 @@ def train_stage(
     )
 
 
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID")  # the order Lightning reads them in
-
-
-def process_rank() -> int:
-    """This process's global rank when a distributed launcher started it (0 otherwise).
-
-    Lightning's DDP launcher re-runs the command for ranks > 0 with LOCAL_RANK set; on SLURM every
-    task runs the job with SLURM_PROCID set.
-    """
-    for name in RANK_VARIABLES:
-        if name in os.environ:
-            return int(os.environ[name])
-    return 0
-
-
 def helper_rank_train(
     cfg: DictConfig, recipe: Any, base_model: str, selection: Path, run_dir: Path
 ) -> None:
     """Rank > 0 of a distributed fit: train alongside rank 0, which owns the model artifact.
 
-    Waiting on the artifact's lock (held by rank 0 during the fit) would deadlock the process
-    group, so helper ranks train into a scratch folder that is discarded, and never evaluate.
+    Helper ranks train into a scratch folder that is discarded (rank 0 saves the model), and
+    never evaluate (s1exp.train.ranks).
     """
     with tempfile.TemporaryDirectory(prefix="s1exp-rank-") as scratch:
         train_stage(cfg, recipe, base_model, selection, Path(scratch), run_dir, [])
@@ -172,25 +157,35 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     start = time.perf_counter()
     recipe = instantiate(cfg.train)
+    model_key = config_key("model", sel_key, cfg.model, cfg.train, cfg.trace_format, cfg.strategy)
+    signal = FitSignal(run_dir, model_key)
     if process_rank() > 0:
-        if recipe.trains:
+        if recipe.trains and signal.wait() == "train":
             helper_rank_train(cfg, recipe, base_model, selection.path, run_dir)
         return {"rank": process_rank()}
     if recipe.trains:
-        model_key = config_key(
-            "model", sel_key, cfg.model, cfg.train, cfg.trace_format, cfg.strategy
-        )
-        model = store.get_or_build(
-            "model",
-            model_key,
-            lambda out: train_stage(cfg, recipe, base_model, selection.path, out, run_dir, tags),
-            describe={
-                "selection": sel_key,
-                "model": OmegaConf.to_container(cfg.model),
-                "train": OmegaConf.to_container(cfg.train),
-                "trace_format": OmegaConf.to_container(cfg.trace_format),
-            },
-        )
+
+        def build(out: Path) -> None:
+            signal.send("train")  # helper ranks join this fit
+            train_stage(cfg, recipe, base_model, selection.path, out, run_dir, tags)
+
+        try:
+            model = store.get_or_build(
+                "model",
+                model_key,
+                build,
+                describe={
+                    "selection": sel_key,
+                    "model": OmegaConf.to_container(cfg.model),
+                    "train": OmegaConf.to_container(cfg.train),
+                    "trace_format": OmegaConf.to_container(cfg.trace_format),
+                },
+            )
+        except BaseException:
+            signal.send("failed")
+            raise
+        if not model.built:
+            signal.send("reused")  # helper ranks have nothing to do
         model_path = str(model.path)
         stages["train"] = _stage_record(model, time.perf_counter() - start)
     else:

