@@ -186,6 +186,8 @@ def test_rejection_sampling_resamples_until_thinking_fits(world):
         else:
             assert tries == 4 and r["thinking_tokens"] == cap + 1  # the proof it did not fit
     assert sum(r["scores"]["tries"] for r in records) > len(records)  # some question resampled
+    for r in records:  # the cost counts every try
+        assert r["generated_tokens"] >= r["thinking_tokens"] + r["answer_tokens"]
     metrics = summarize([r | {"correct": False} for r in records])
     assert 1 <= metrics["tries"] <= 4 and 0 <= metrics["fits"] <= 1
 
@@ -194,8 +196,27 @@ def test_majority_voting_records_votes_and_seeded_samples(world):
     _, records = run_method(MajorityVoting(n=4, ks=[1, 2, 4], seed=1, **LEN), world)
     assert all(len(r["votes"]) == 4 and r["vote_ks"] == [1, 2, 4] for r in records)
     assert any(len(set(r["votes"])) > 1 for r in records)  # temperature 1: samples differ
+    assert all(r["generated_tokens"] > r["thinking_tokens"] + r["answer_tokens"] for r in records)
     _, again = run_method(MajorityVoting(n=4, ks=[1, 2, 4], seed=1, **LEN), world)
     assert [r["votes"] for r in again] == [r["votes"] for r in records]  # seeded
+
+
+@pytest.mark.parametrize(
+    ("method", "metric"),
+    [("rejection_sampling", "tries"), ("majority_voting", "maj@2"), ("tcc_bf", "accuracy")],
+)
+def test_method_runs_through_the_cli(toy_run, s1_env, tmp_path, method: str, metric: str):
+    """Each method is a `method=` option of the real app (the session's trained model is reused)."""
+    args = [*FAST, f"method={method}", "budget=toy64", "method.seed=3", "hydra.run.dir=run"]
+    extra = {"rejection_sampling": ["method.max_tries=2"], "majority_voting": ["method.n=2"]}
+    extra["tcc_bf"] = ["method.tokens=32"]
+    proc = run_s1exp([*args, *extra[method]], tmp_path, s1_env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["stages"]["train"]["reused"] and metric in results["metrics"]
+    if method == "tcc_bf":
+        samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").open()]
+        assert all(s["thinking_tokens"] <= 32 for s in samples)
 
 
 # -- SCC end to end: train on step traces, read the steps, stop at "0 steps left" --------------

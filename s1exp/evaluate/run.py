@@ -42,7 +42,7 @@ def evaluate(cfg: DictConfig, model_path: str, out_dir: Path) -> dict[str, float
         }
         samples.append(sample | record | graded)
     metrics = summarize(samples)
-    tokens = sum(s["thinking_tokens"] + s["answer_tokens"] for s in samples)
+    tokens = sum(s["generated_tokens"] for s in samples)
     metrics |= {
         "engine_load_seconds": loaded - start,
         "generate_seconds": generated - loaded,

@@ -286,6 +286,7 @@ class BudgetForcing:
             "answer_text": tokenizer.decode(t.exit_ids + t.answer_ids, skip_special_tokens=False),
             "thinking_tokens": len(t.thinking_ids),
             "answer_tokens": len(t.answer_ids),
+            "generated_tokens": len(t.thinking_ids) + len(t.answer_ids),  # engine work
             "thinking_cap": t.cap,
             "rounds": t.rounds,
             "ignores_used": t.ignores_used,

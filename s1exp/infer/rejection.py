@@ -43,6 +43,7 @@ class RejectionSampling(BudgetForcing):
         self.prepare(tokenizer)
         kept: list[Trajectory | None] = [None] * len(prompts)
         tries = [0] * len(prompts)
+        generated = [0] * len(prompts)  # over all tries: the cost of rejection
         todo = list(range(len(prompts)))
         for attempt in range(self.max_tries):
             paths = []
@@ -53,11 +54,12 @@ class RejectionSampling(BudgetForcing):
             self.drive(engine, paths)
             for i, t in zip(todo, paths, strict=True):
                 kept[i], tries[i] = t, attempt + 1
+                generated[i] += len(t.thinking_ids) + len(t.answer_ids)
             todo = [i for i, t in zip(todo, paths, strict=True) if not self.fits(t)]
             if not todo:
                 break
         records = []
-        for t, n in zip(kept, tries, strict=True):
-            fit = self.fits(t)
-            records.append(self.record(t, tokenizer) | {"scores": {"tries": n, "fits": int(fit)}})
+        for t, n, cost in zip(kept, tries, generated, strict=True):
+            scores = {"tries": n, "fits": int(self.fits(t))}
+            records.append(self.record(t, tokenizer) | {"scores": scores, "generated_tokens": cost})
         return records

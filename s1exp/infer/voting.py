@@ -55,5 +55,6 @@ class MajorityVoting(BudgetForcing):
                 samples[0]
                 | averaged
                 | {"votes": [s["answer_text"] for s in samples], "vote_ks": self.ks}
+                | {"generated_tokens": sum(s["generated_tokens"] for s in samples)}
             )
         return records
