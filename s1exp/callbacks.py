@@ -62,18 +62,24 @@ def thinking_limit(method: dict[str, Any]) -> float | None:
 
 
 def format_scaling(rows: list[tuple[str, dict[str, float], dict[str, Any]]]) -> str:
-    """Table 3's Control / Scaling / Performance, for sweeps whose every run has a thinking limit
-    (a cap or TCC's instruction): the paper computes them over runs that vary that limit."""
-    tokens = [metrics["thinking_tokens"] for _, metrics, _ in rows]
-    accuracy = [metrics["accuracy"] for _, metrics, _ in rows]
-    limits = [thinking_limit(results["config"]["method"]) for _, _, results in rows]
-    if None in limits or len(set(tokens)) < 2 or min(tokens) <= 0:
-        return ""
-    return (
-        f"Table 3 metrics over these runs: Control {100 * control(tokens, limits):.0f}% | "
-        f"Scaling {scaling(tokens, accuracy):.1f} pp per doubling | "
-        f"Performance {performance(accuracy):.1f}"
-    )
+    """Table 3's Control / Scaling / Performance per method of the sweep, where defined: over
+    runs that all have a thinking limit (a cap or TCC's instruction), as the paper computes them."""
+    by_method: dict[str, list] = {}
+    for row in rows:
+        by_method.setdefault(row[2].get("choices", {}).get("method", ""), []).append(row)
+    lines = []
+    for method, group in by_method.items():
+        tokens = [metrics["thinking_tokens"] for _, metrics, _ in group]
+        accuracy = [metrics["accuracy"] for _, metrics, _ in group]
+        limits = [thinking_limit(results["config"]["method"]) for _, _, results in group]
+        if None in limits or len(set(tokens)) < 2 or min(tokens) <= 0:
+            continue
+        lines.append(
+            f"Table 3 metrics, method={method}: Control {100 * control(tokens, limits):.0f}% | "
+            f"Scaling {scaling(tokens, accuracy):.1f} pp per doubling | "
+            f"Performance {performance(accuracy):.1f}"
+        )
+    return "\n".join(lines)
 
 
 class SweepSummary(Callback):

@@ -33,3 +33,24 @@ def test_bad_inputs_are_rejected():
         control([1.0, 2.0], [3.0])
     with pytest.raises(ValueError, match="two runs"):
         scaling([100.0, 100.0], [1.0, 2.0])
+
+
+def _row(method: str, tokens: float, accuracy: float, limit: int | str) -> tuple:
+    results = {"choices": {"method": method}, "config": {"method": {"cap": limit}}}
+    return ("label", {"thinking_tokens": tokens, "accuracy": accuracy}, results)
+
+
+def test_sweep_summary_prints_table3_metrics_per_method():
+    from s1exp.callbacks import format_scaling
+
+    forced = zip(FORCED_TOKENS, FORCED_ACC, INSTRUCTED, strict=True)
+    free = zip(FREE_TOKENS, FREE_ACC, INSTRUCTED, strict=True)
+    rows = [_row("tcc_bf", *run) for run in forced] + [_row("tcc", *run) for run in free]
+    assert format_scaling(rows).splitlines() == [
+        "Table 3 metrics, method=tcc_bf: Control 100% | Scaling 13.2 pp per doubling | "
+        "Performance 40.0",
+        "Table 3 metrics, method=tcc: Control 40% | Scaling -23.8 pp per doubling | "
+        "Performance 40.0",
+    ]
+    no_limit = [_row("budget_forcing", t, 50.0, "auto") for t in (10.0, 20.0)]
+    assert format_scaling(no_limit) == ""  # Table 3 needs a thinking limit per run
