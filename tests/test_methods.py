@@ -129,9 +129,9 @@ def test_vote_majority_ties_and_coverage():
     out = vote(graded, [1, 2, 4, 6])
     assert out["scores"] == {
         "maj@1": 0.0, "cov@1": 0.0,
-        "maj@2": 0.0, "cov@2": 1.0,  # 1-1 tie: the earlier answer ("3") wins
-        "maj@4": 0.0, "cov@4": 1.0,  # "3" twice, "5" once, None does not vote
-        "maj@6": 1.0, "cov@6": 1.0,
+        "maj@2": 0.0, "cov@2": 100.0,  # 1-1 tie: the earlier answer ("3") wins
+        "maj@4": 0.0, "cov@4": 100.0,  # "3" twice, "5" once, None does not vote
+        "maj@6": 100.0, "cov@6": 100.0,
     }  # fmt: skip
     assert out["predicted"] == "5" and out["correct"]
     assert vote([(None, False)], [1]) == {

@@ -35,8 +35,8 @@ def vote(graded: list[tuple[str | None, bool]], ks: list[int]) -> dict:
 
     scores: dict[str, float] = {}
     for k in ks:
-        scores[f"maj@{k}"] = float(majority(graded[:k])[1])
-        scores[f"cov@{k}"] = float(any(c for _, c in graded[:k]))
+        scores[f"maj@{k}"] = 100.0 * majority(graded[:k])[1]  # percent, like accuracy
+        scores[f"cov@{k}"] = 100.0 * any(c for _, c in graded[:k])
     predicted, correct = majority(graded)
     return {"predicted": predicted, "correct": correct, "scores": scores}
 
