@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
 from s1exp import track
-from s1exp.data.format import training_example
+from s1exp.data.format import token_ids, training_example
 from s1exp.data.quality import format_funnel
 from s1exp.evaluate.run import evaluate
 from s1exp.store import (
@@ -74,7 +74,7 @@ def train_stage(
     trace_format = instantiate(cfg.trace_format)
 
     def count_tokens(text: str) -> int:
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        return len(token_ids(tokenizer, text))
 
     examples = []
     for r in rows:
@@ -159,10 +159,10 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     recipe = instantiate(cfg.train)
     model_key = config_key("model", sel_key, cfg.model, cfg.train, cfg.trace_format, cfg.strategy)
     signal = FitSignal(run_dir, model_key)
-    if process_rank() > 0:
+    if (rank := process_rank()) > 0:
         if recipe.trains and signal.wait() == "train":
             helper_rank_train(cfg, recipe, base_model, selection.path, run_dir)
-        return {"rank": process_rank()}
+        return {"rank": rank}
     if recipe.trains:
 
         def build(out: Path) -> None:

@@ -30,7 +30,8 @@ def user_messages(question: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": question}]
 
 
-def _token_ids(tokenizer: Any, text: str) -> list[int]:
+def token_ids(tokenizer: Any, text: str) -> list[int]:
+    """Tokens of a text on its own (no BOS/EOS added)."""
     return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
@@ -39,7 +40,7 @@ def prompt_ids(tokenizer: Any, question: str) -> list[int]:
     text = tokenizer.apply_chat_template(
         user_messages(question), tokenize=False, add_generation_prompt=True
     )
-    return _token_ids(tokenizer, text + THINK_START)
+    return token_ids(tokenizer, text + THINK_START)
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,8 @@ def chat_example(tokenizer: Any, question: str, response: str, block_size: int) 
     full_text = tokenizer.apply_chat_template(
         [*messages, {"role": "assistant", "content": response}], tokenize=False
     )
-    prompt = _token_ids(tokenizer, prompt_text)
-    full = _token_ids(tokenizer, full_text)
+    prompt = token_ids(tokenizer, prompt_text)
+    full = token_ids(tokenizer, full_text)
     if full[: len(prompt)] != prompt:
         raise ValueError(
             "model tokenizer: the chat prompt does not tokenize as a prefix of the full "

@@ -28,12 +28,13 @@ def evaluate(cfg: DictConfig, model_path: str, out_dir: Path) -> dict[str, float
     generated = time.perf_counter()
     samples = []
     for item, prompt, record in zip(items, prompts, records, strict=True):
-        predicted, correct = benchmark.grade(record["answer_text"], item["answer"])
-        graded = {"predicted": predicted, "correct": correct}
         if "votes" in record:  # parallel samples: grade each, the majority answer is the answer
             votes = [benchmark.grade(text, item["answer"]) for text in record["votes"]]
             graded = vote(votes, record["vote_ks"])
             graded["scores"] = record.get("scores", {}) | graded["scores"]
+        else:
+            predicted, correct = benchmark.grade(record["answer_text"], item["answer"])
+            graded = {"predicted": predicted, "correct": correct}
         sample = {
             "id": item["id"],
             "question": item["question"],

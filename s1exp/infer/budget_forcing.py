@@ -31,6 +31,7 @@ from s1exp.data.format import (
     FORCED_ANSWER,
     THINK_START,
     prompt_ids,
+    token_ids,
 )
 from s1exp.infer.engine import Engine, SamplingParams
 
@@ -90,6 +91,11 @@ class Trajectory:
     exit: str = ""
     continuing: bool = False  # after an ignore: the continuation must produce a token first
     extra: dict[str, Any] = field(default_factory=dict)  # method-specific fields of the record
+
+    @property
+    def generated_tokens(self) -> int:
+        """Tokens that occupied the engine: thinking (forced strings included) and answer."""
+        return len(self.thinking_ids) + len(self.answer_ids)
 
     @property
     def remaining(self) -> int:
@@ -190,7 +196,7 @@ class BudgetForcing:
         specials = {tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
 
         def encode(text: str) -> list[int]:
-            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+            return token_ids(tokenizer, text)
 
         self.marks = Delimiters(
             thinking_stops=tuple(sorted({end_of_thinking, end_of_turn, *specials})),
@@ -286,7 +292,7 @@ class BudgetForcing:
             "answer_text": tokenizer.decode(t.exit_ids + t.answer_ids, skip_special_tokens=False),
             "thinking_tokens": len(t.thinking_ids),
             "answer_tokens": len(t.answer_ids),
-            "generated_tokens": len(t.thinking_ids) + len(t.answer_ids),  # engine work
+            "generated_tokens": t.generated_tokens,
             "thinking_cap": t.cap,
             "rounds": t.rounds,
             "ignores_used": t.ignores_used,

@@ -23,6 +23,7 @@ from s1exp.data.control import (
     token_instruction,
     with_instruction,
 )
+from s1exp.data.format import token_ids
 from s1exp.infer.budget_forcing import BudgetForcing, Segment, Trajectory
 
 
@@ -108,11 +109,8 @@ class StepTrajectory(Trajectory):
             self.exit_ids = list(self.marks.natural_exit)
             self.exit, self.phase, self.probe = "natural", "answer", None
             return []
-        if self.probe == last and self.force:
-            self.probe = None
-            return self._exit(forced=True)
-        if self.remaining <= 0:
-            self.probe = None
+        if (self.force and self.probe == last) or self.remaining <= 0:
+            self.probe = None  # out of steps (SCC + BF) or out of budget
             return self._exit(forced=True)
         if self.probe in (answer[: len(self.probe)], last[: len(self.probe)]):
             return []  # still ambiguous: read one more token
@@ -143,15 +141,11 @@ class StepConditional(InstructedForcing):
 
     def prepare(self, tokenizer: Any) -> None:
         super().prepare(tokenizer)
-
-        def encode(text: str) -> list[int]:
-            return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
         if len(self.marks.natural_exit) < 2:
             raise ValueError("model: `<|im_start|>answer` must tokenize as <|im_start|> + answer")
         self.markers = {
             "answer": self.marks.natural_exit[1:],
-            "last_step": encode(LAST_STEP_MARKER),
+            "last_step": token_ids(tokenizer, LAST_STEP_MARKER),
         }
 
     def trajectory(self, prompt: list[int], seed: int | None = None) -> Trajectory:

@@ -54,7 +54,7 @@ class RejectionSampling(BudgetForcing):
             self.drive(engine, paths)
             for i, t in zip(todo, paths, strict=True):
                 kept[i], tries[i] = t, attempt + 1
-                generated[i] += len(t.thinking_ids) + len(t.answer_ids)
+                generated[i] += t.generated_tokens
             todo = [i for i, t in zip(todo, paths, strict=True) if not self.fits(t)]
             if not todo:
                 break

@@ -8,9 +8,12 @@ through a signal file in the job's run dir whether it trains (join) or reuses th
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
+
+from s1exp.store import write_json_atomic
 
 RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID")  # the order Lightning reads them in
 
@@ -31,15 +34,13 @@ class FitSignal:
         self.path = run_dir / f".s1exp-fit-{model_key}-{job}"
 
     def send(self, decision: str) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(decision)
-        os.replace(tmp, self.path)
+        write_json_atomic(self.path, decision)
 
     def wait(self, poll_seconds: float = 0.5) -> str:
         """Block until rank 0 has decided (it may first wait for another job's build)."""
         while not self.path.exists():
             time.sleep(poll_seconds)
-        decision = self.path.read_text()
+        decision = json.loads(self.path.read_text())
         if decision == "failed":
             raise RuntimeError(f"rank 0 failed before training (signal {self.path})")
         return decision
