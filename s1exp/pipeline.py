@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 import tempfile
@@ -20,9 +21,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
-from s1exp import track
+from s1exp import keys, plan, preflight, track
 from s1exp.data.format import token_ids, training_example
 from s1exp.data.quality import format_funnel
+from s1exp.evaluate.isolated import evaluate_in_subprocess
 from s1exp.evaluate.run import evaluate
 from s1exp.store import (
     Artifact,
@@ -36,7 +38,8 @@ from s1exp.train.ranks import FitSignal, process_rank
 
 log = logging.getLogger(__name__)
 
-# Engine settings that change speed but not outputs stay out of the eval key.
+# Engine settings that change speed but not outputs stay out of the eval key. The tensor-parallel
+# size is not one of them: on GPUs it changes the reduction order, hence the tokens.
 SPEED_ONLY_ENGINE_KEYS = frozenset(
     {
         "batch_size",
@@ -45,7 +48,6 @@ SPEED_ONLY_ENGINE_KEYS = frozenset(
         "enforce_eager",
         "enable_prefix_caching",
         "kv_cache_space",
-        "tensor_parallel_size",
         "block_size",
     }
 )
@@ -83,6 +85,8 @@ def train_stage(
             training_example(tokenizer, question, thinking, r["attempt"], recipe.block_size)
         )
     truncated = sum(len(e.input_ids) >= recipe.block_size for e in examples)
+    # The memory plan at the real longest sequence, before the model is loaded on any device.
+    plan.check_fits(cfg, longest_example=max((len(e.input_ids) for e in examples), default=0))
     logger = track.train_logger(cfg, run_dir, tags)
     strategy = instantiate(cfg.strategy)
     try:
@@ -95,21 +99,34 @@ def train_stage(
 
 
 def helper_rank_train(
-    cfg: DictConfig, recipe: Any, base_model: str, selection: Path, run_dir: Path
+    cfg: DictConfig,
+    recipe: Any,
+    store: ArtifactStore,
+    sel_key: str,
+    signal: FitSignal,
+    run_dir: Path,
 ) -> None:
-    """Rank > 0 of a distributed fit: train alongside rank 0, which owns the model artifact.
+    """Rank > 0 of a distributed fit: wait for rank 0's decision, then train alongside it.
 
-    Helper ranks train into a scratch folder that is discarded (rank 0 saves the model), and
-    never evaluate (s1exp.train.ranks).
+    Rank 0 owns the selection, the base model and the model artifact; it sends "train" only once
+    the first two exist. Helper ranks train into a scratch folder that is discarded (rank 0 saves
+    the model), and never evaluate (s1exp.train.ranks).
     """
+    if not recipe.trains or signal.wait() != "train":
+        return
+    base_model = instantiate(cfg.model.base, cache_dir=cfg.paths.cache)
     with tempfile.TemporaryDirectory(prefix="s1exp-rank-") as scratch:
+        selection = store.path("selection", sel_key)
         train_stage(cfg, recipe, base_model, selection, Path(scratch), run_dir, [])
 
 
 def eval_key(cfg: DictConfig, model_key: str) -> str:
+    """The engine's settings as it will run them (`auto` resolved for this machine) are keyed."""
+    from s1exp.infer.vllm_engine import resolve_engine_settings  # vLLM itself is not imported
+
     engine = {
         k: v
-        for k, v in OmegaConf.to_container(cfg.engine, resolve=True).items()
+        for k, v in resolve_engine_settings(cfg.engine).items()
         if k not in SPEED_ONLY_ENGINE_KEYS
     }
     return config_key("eval", model_key, cfg.benchmark, cfg.method, engine)
@@ -123,6 +140,14 @@ def _choices() -> dict[str, str]:
     }
 
 
+def _tags() -> list[str]:
+    return [f"{k}={v}" for k, v in sorted(_choices().items())]
+
+
+def read_json(path: Path, default: Any) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
 def _stage_record(artifact: Artifact, seconds: float) -> dict[str, Any]:
     return {
         "key": artifact.key,
@@ -134,15 +159,36 @@ def _stage_record(artifact: Artifact, seconds: float) -> dict[str, Any]:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or reuse) every stage and write results.json + samples.jsonl into run_dir."""
+    preflight.check(cfg)  # settings that cannot work fail now, before anything loads
     run_dir.mkdir(parents=True, exist_ok=True)
     store = ArtifactStore(Path(cfg.paths.store).expanduser().resolve())
-    choices = _choices()
-    tags = [f"{k}={v}" for k, v in sorted(choices.items())]
-    stages: dict[str, Any] = {}
     instantiate(cfg.method)  # bad test-time settings fail now, before any stage runs
+    recipe = instantiate(cfg.train)
+    sel_key, model_key = keys.selection_key(cfg), keys.model_key(cfg)
+    signal = FitSignal(run_dir, model_key)
+    if (rank := process_rank()) > 0:
+        helper_rank_train(cfg, recipe, store, sel_key, signal, run_dir)
+        return {"rank": rank}
+    with signal.beating():  # helper ranks learn of a failure here instead of waiting forever
+        stages, model_key, model_path = prepare_model(
+            cfg, recipe, store, sel_key, model_key, signal, run_dir
+        )
+    return evaluate_and_record(cfg, store, stages, model_key, model_path, run_dir)
 
+
+def prepare_model(
+    cfg: DictConfig,
+    recipe: Any,
+    store: ArtifactStore,
+    sel_key: str,
+    model_key: str,
+    signal: FitSignal,
+    run_dir: Path,
+) -> tuple[dict[str, Any], str, str]:
+    """Rank 0's select -> base model -> train (or reuse); returns stages, model key and path."""
+    tags = _tags()
+    stages: dict[str, Any] = {}
     start = time.perf_counter()
-    sel_key = config_key("selection", cfg.data, cfg.selection)
     selection = store.get_or_build(
         "selection",
         sel_key,
@@ -156,52 +202,59 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     stages["base_model"] = {"path": base_model, "seconds": time.perf_counter() - start}
 
     start = time.perf_counter()
-    recipe = instantiate(cfg.train)
-    model_key = config_key("model", sel_key, cfg.model, cfg.train, cfg.trace_format, cfg.strategy)
-    signal = FitSignal(run_dir, model_key)
-    if (rank := process_rank()) > 0:
-        if recipe.trains and signal.wait() == "train":
-            helper_rank_train(cfg, recipe, base_model, selection.path, run_dir)
-        return {"rank": rank}
-    if recipe.trains:
+    if not recipe.trains:
+        signal.send("reused")
+        stages["train"] = {"key": model_key, "path": base_model, "reused": True, "seconds": 0.0}
+        return stages, keys.base_model_key(cfg), base_model
 
-        def build(out: Path) -> None:
-            signal.send("train")  # helper ranks join this fit
-            train_stage(cfg, recipe, base_model, selection.path, out, run_dir, tags)
+    def build(out: Path) -> None:
+        signal.send("train")  # helper ranks join this fit
+        train_stage(cfg, recipe, base_model, selection.path, out, run_dir, tags)
 
-        try:
-            model = store.get_or_build(
-                "model",
-                model_key,
-                build,
-                describe={
-                    "selection": sel_key,
-                    "model": OmegaConf.to_container(cfg.model),
-                    "train": OmegaConf.to_container(cfg.train),
-                    "trace_format": OmegaConf.to_container(cfg.trace_format),
-                },
-            )
-        except BaseException:
-            signal.send("failed")
-            raise
-        if not model.built:
-            signal.send("reused")  # helper ranks have nothing to do
-        model_path = str(model.path)
-        stages["train"] = _stage_record(model, time.perf_counter() - start)
-    else:
-        model_key, model_path = config_key("model", cfg.model), base_model
-        stages["train"] = {"key": model_key, "path": model_path, "reused": True, "seconds": 0.0}
+    model = store.get_or_build(
+        "model",
+        model_key,
+        build,
+        describe={
+            "selection": sel_key,
+            "model": OmegaConf.to_container(cfg.model),
+            "train": OmegaConf.to_container(cfg.train),
+            "trace_format": OmegaConf.to_container(cfg.trace_format),
+        },
+    )
+    if not model.built:
+        signal.send("reused")  # helper ranks have nothing to do
+    stages["train"] = _stage_record(model, time.perf_counter() - start)
+    return stages, model_key, str(model.path)
 
+
+def evaluate_and_record(
+    cfg: DictConfig,
+    store: ArtifactStore,
+    stages: dict[str, Any],
+    model_key: str,
+    model_path: str,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """The evaluate stage (in a fresh process when this one just trained), then results.json."""
+    trained_here = not stages["train"]["reused"]
+    evaluate_stage = evaluate_in_subprocess if trained_here else evaluate
     start = time.perf_counter()
     key = eval_key(cfg, model_key)
     evaluation = store.get_or_build(
-        "eval", key, lambda out: evaluate(cfg, model_path, out), describe={"model": model_key}
+        "eval",
+        key,
+        lambda out: evaluate_stage(cfg, model_path, out),
+        describe={"model": model_key},
     )
     stages["evaluate"] = _stage_record(evaluation, time.perf_counter() - start)
+    stages["evaluate"] |= read_json(evaluation.path / "process.json", {})
 
     metrics = json.loads((evaluation.path / "metrics.json").read_text())
     shutil.copyfile(evaluation.path / "samples.jsonl", run_dir / "samples.jsonl")
+    choices = _choices()
     results = {
+        "pid": os.getpid(),
         "metrics": metrics,
         "choices": choices,
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
@@ -210,7 +263,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     samples = read_jsonl(run_dir / "samples.jsonl")
-    results["wandb_dir"] = track.log_eval(cfg, run_dir, results, samples, tags)
+    results["wandb_dir"] = track.log_eval(cfg, run_dir, results, samples, _tags())
     write_json_atomic(run_dir / "results.json", results)
     log.info(
         "accuracy %.1f%% | thinking tokens %.1f | run dir %s",

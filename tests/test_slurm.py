@@ -10,7 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FAST, run_s1exp
+from conftest import FAST, ROOT, run_s1exp
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from s1exp import keys, resolvers
 
 
 def slurm_up() -> bool:
@@ -51,3 +55,11 @@ def test_sweep_runs_as_slurm_jobs_with_ddp_ranks(toy_run: Path, s1_env: dict, tm
     logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))
     assert "global_rank=1(2)" in logs  # a second SLURM task ran as rank 1
     assert "Sweep summary" in proc.stdout
+    # The launcher sizes a later job of the same model as evaluation-only (s1exp.resolvers):
+    # its model key must be the one the pipeline stored the model under.
+    overrides = [a for a in args if a != "-m" and not a.startswith(("hydra.", "extrapolation"))]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[*overrides, f"paths.store={env['S1EXP_STORE']}"])
+    assert keys.model_key(cfg) == results[0]["stages"]["train"]["key"]
+    assert resolvers.job_shape(cfg) == resolvers.JobShape(1, 1, 1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -51,4 +52,5 @@ def evaluate(cfg: DictConfig, model_path: str, out_dir: Path) -> dict[str, float
     }
     write_jsonl_atomic(out_dir / "samples.jsonl", samples)
     write_json_atomic(out_dir / "metrics.json", metrics)
+    write_json_atomic(out_dir / "process.json", {"pid": os.getpid()})  # which process evaluated
     return metrics

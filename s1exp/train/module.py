@@ -29,6 +29,7 @@ class SFTModule(L.LightningModule):
         weight_decay: float,
         warmup_ratio: float,
         dtype: str = "float32",
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -36,12 +37,22 @@ class SFTModule(L.LightningModule):
         self.model: torch.nn.Module | None = None
 
     def configure_model(self) -> None:
-        # Loaded here rather than in __init__ so FSDP/DeepSpeed strategies can shard at load time.
-        if self.model is None:
-            self.model = AutoModelForCausalLM.from_pretrained(
-                self.model_path, dtype=getattr(torch, self.hparams.dtype)
+        # Loaded here, not in __init__, so sharded strategies build it sharded: a strategy with a
+        # `build_model` (FSDP2, ZeRO-3) loads the weights its own way, never whole on every rank.
+        if self.model is not None:
+            return
+        dtype = getattr(torch, self.hparams.dtype)
+        build = getattr(self.trainer.strategy, "build_model", None) if self._trainer else None
+        if build is not None:
+            model = build(self.model_path, dtype)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+        model.config.use_cache = False
+        if self.hparams.activation_checkpointing:
+            model.gradient_checkpointing_enable(
+                gradient_checkpointing_kwargs={"use_reentrant": False}
             )
-            self.model.config.use_cache = False
+        self.model = model
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         out = self.model(
@@ -55,11 +66,12 @@ class SFTModule(L.LightningModule):
         return out.loss
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Before clipping: the norm that clipping compares with train.gradient_clip_val.
         grads = [p.grad for p in self.parameters() if p.grad is not None]
         if grads:
-            norm = torch.linalg.vector_norm(
-                torch.stack([torch.linalg.vector_norm(g) for g in grads])
-            )
+            norm = torch.nn.utils.get_total_norm(grads)
+            if hasattr(norm, "full_tensor"):  # FSDP2: a DTensor of partial norms over the shards
+                norm = norm.full_tensor()
             self.log("train/grad_norm", norm, batch_size=1)
         self.log("train/lr", optimizer.param_groups[0]["lr"], batch_size=1)
 

@@ -13,9 +13,10 @@ from typing import Any
 
 import lightning as L
 import torch
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from s1exp.data.format import TrainingExample
+from s1exp.errors import ConfigError
 from s1exp.train.datamodule import SFTDataModule
 from s1exp.train.module import SFTModule
 
@@ -49,21 +50,40 @@ class SteadyThroughput(L.Callback):
 def full_state_dict(trainer: L.Trainer, module: SFTModule) -> dict[str, Any] | None:
     """Unsharded weights on global rank 0 (None elsewhere), whatever the strategy.
 
-    FSDP gathers through Lightning's full-state-dict path; DeepSpeed ZeRO-3 keeps only partitions
-    in each rank's parameters, so they are gathered explicitly before reading them.
+    Sharded strategies gather their own way (`export_state_dict`: FSDP2 and ZeRO-3 one tensor or
+    layer at a time); the others hold whole weights already.
     """
-    if getattr(trainer.strategy, "zero_stage_3", False):
-        import deepspeed
-
-        params = list(module.model.parameters())
-        with deepspeed.zero.GatheredParameters(params, modifier_rank=None):
-            if not trainer.is_global_zero:
-                return None
-            return {k: v.detach().cpu().clone() for k, v in module.model.state_dict().items()}
+    export = getattr(trainer.strategy, "export_state_dict", None)
+    if export is not None:
+        return export(module.model)
     state = trainer.strategy.lightning_module_state_dict()
     if not trainer.is_global_zero:
         return None
     return {k.removeprefix("model."): v for k, v in state.items()}
+
+
+def checkpoint_dtype(model_path: str) -> str | None:
+    """The dtype the base checkpoint was saved in (bf16 for Qwen2.5), to export in the same one."""
+    dtype = AutoConfig.from_pretrained(model_path).dtype
+    return str(dtype).removeprefix("torch.") if dtype is not None else None
+
+
+def save_checkpoint(
+    module: SFTModule, state: dict[str, Any], tokenizer: Any, out_dir: Path, dtype: str | None
+) -> None:
+    """A Hugging Face checkpoint both engines load, in `dtype` (default: the base's dtype)."""
+    cast = getattr(torch, dtype) if dtype else None
+    if cast is not None:
+        state = {k: v.to(cast) if v.is_floating_point() else v for k, v in state.items()}
+    config = module.model.config
+    if config.get_text_config().tie_word_embeddings:  # gathered copies are no longer one tensor
+        tied = getattr(module.model, "_tied_weights_keys", None) or {}
+        state = {k: v for k, v in state.items() if k not in tied}
+    module.model.save_pretrained(out_dir, state_dict=state)
+    config.use_cache = True  # save_pretrained wrote the working dtype: write what is on disk
+    config.dtype = cast if cast is not None else next(iter(state.values())).dtype
+    config.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
 
 
 @dataclass
@@ -85,9 +105,11 @@ class SFTRecipe:
     global_batch_size: int
     micro_batch_size: int
     block_size: int
-    precision: str = "32-true"
-    dtype: str = "float32"
+    precision: str = "32-true"  # Lightning's: "bf16-mixed" = bf16 compute over fp32 masters
+    dtype: str = "float32"  # the master weights' dtype (what the optimizer updates)
     gradient_clip_val: float | None = 1.0
+    activation_checkpointing: bool = False
+    export_dtype: str | None = None  # None: the base checkpoint's own dtype
     accelerator: str = "auto"
     devices: int = 1
     num_nodes: int = 1
@@ -99,7 +121,7 @@ class SFTRecipe:
         """Gradient accumulation steps that make up the global batch."""
         per_step = self.micro_batch_size * self.devices * self.num_nodes
         if per_step <= 0 or self.global_batch_size % per_step:
-            raise ValueError(
+            raise ConfigError(
                 f"train.global_batch_size={self.global_batch_size} must be a positive multiple of "
                 f"train.micro_batch_size x train.devices x train.num_nodes = {per_step}; "
                 "change one of them"
@@ -113,6 +135,7 @@ class SFTRecipe:
         out_dir: Path,
         strategy: Any = "auto",
         logger: Any = False,
+        callbacks: list[L.Callback] | None = None,
     ) -> dict[str, float]:
         """Train on `examples` and save a Hugging Face checkpoint (model + tokenizer) to out_dir."""
         if not examples:
@@ -120,13 +143,19 @@ class SFTRecipe:
         L.seed_everything(self.seed, workers=True, verbose=False)
         tokenizer = AutoTokenizer.from_pretrained(base_model)
         module = SFTModule(
-            base_model, self.lr, tuple(self.betas), self.weight_decay, self.warmup_ratio, self.dtype
+            base_model,
+            self.lr,
+            tuple(self.betas),
+            self.weight_decay,
+            self.warmup_ratio,
+            self.dtype,
+            self.activation_checkpointing,
         )
         data = SFTDataModule(examples, self.micro_batch_size, tokenizer.pad_token_id)
         throughput = SteadyThroughput()
         trainer = L.Trainer(
             max_epochs=self.epochs,
-            callbacks=[throughput],
+            callbacks=[throughput, *(callbacks or [])],
             accelerator=self.accelerator,
             devices=self.devices,
             num_nodes=self.num_nodes,
@@ -146,8 +175,8 @@ class SFTRecipe:
         seconds = time.perf_counter() - start
         state = full_state_dict(trainer, module)
         if trainer.is_global_zero:
-            module.model.save_pretrained(out_dir, state_dict=state)
-            tokenizer.save_pretrained(out_dir)
+            export_dtype = self.export_dtype or checkpoint_dtype(base_model)
+            save_checkpoint(module, state, tokenizer, out_dir, export_dtype)
         tokens = sum(len(e.input_ids) for e in examples) * self.epochs
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
         metrics |= {

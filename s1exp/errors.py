@@ -1,0 +1,32 @@
+"""Errors a user fixes by changing a setting: printed as one line, never as a traceback."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+ERROR_PREFIX = "s1exp: error: "
+CONFIG_ERROR_EXIT = 2
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work; the message names the field and the fix."""
+
+
+def exit_config_error(error: ConfigError) -> NoReturn:
+    """Print the one-line error (no traceback) and exit 2, like argparse does for bad flags.
+    The SystemExit keeps the error as its cause: a SLURM job hands it back (s1exp.launcher)."""
+    print(f"{ERROR_PREFIX}{error}", file=sys.stderr, flush=True)
+    raise SystemExit(CONFIG_ERROR_EXIT) from error
+
+
+@contextmanager
+def exiting_on_config_error() -> Iterator[None]:
+    """Turn a ConfigError into the one-line error and exit 2. SystemExit passes through Hydra's
+    run_job and run_and_report, which would otherwise print a traceback and exit 1."""
+    try:
+        yield
+    except ConfigError as error:
+        exit_config_error(error)

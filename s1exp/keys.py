@@ -1,0 +1,41 @@
+"""The store keys of the selection and the trained model: one definition for every caller.
+
+The pipeline addresses artifacts with them, and SLURM sizing (s1exp.resolvers) asks whether a
+job's model already exists; both must hash exactly the same config. Model settings that only
+concern evaluation (vLLM's tensor-parallel size) or describe the checkpoint for the memory
+planner (`architecture`) do not change the trained weights and stay out of the model key.
+"""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from s1exp.store import config_key
+
+EVAL_ONLY_MODEL_KEYS = ("tensor_parallel_size", "architecture")
+
+
+def selection_key(cfg: DictConfig) -> str:
+    return config_key("selection", cfg.data, cfg.selection)
+
+
+def trained_model_settings(cfg: DictConfig) -> dict:
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    return {k: v for k, v in model.items() if k not in EVAL_ONLY_MODEL_KEYS}
+
+
+def model_key(cfg: DictConfig) -> str:
+    """The model a config trains: its data, selection, base model, recipe, traces, strategy."""
+    return config_key(
+        "model",
+        selection_key(cfg),
+        trained_model_settings(cfg),
+        cfg.train,
+        cfg.trace_format,
+        cfg.strategy,
+    )
+
+
+def base_model_key(cfg: DictConfig) -> str:
+    """train=none: the base model itself is evaluated."""
+    return config_key("model", trained_model_settings(cfg))
