@@ -142,8 +142,8 @@ def final_table(stdout: str) -> dict[str, str]:
     for line in table:
         if not line.strip() or line.startswith(("logs: ", "recipe settings: ")):
             break
-        if m := re.match(r"^(\S+)\s+(\d+)?", line):
-            rows[f"{m.group(1)}@{m.group(2)}" if m.group(2) else m.group(1)] = line
+        name, seq = line[:28].strip(), line[28:35].strip()  # fixed-width columns
+        rows[f"{name}@{seq}" if seq else name] = line
     return rows
 
 
