@@ -160,11 +160,9 @@ def build_base_model(folder: Path, shape: dict[str, Any]) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from s1exp.data import toy
-    from s1exp.models import tiny
+    from s1exp.models import tiny, toy_base
 
-    corpus = [q + "\n" + a for q, a in toy.pretrain_corpus(size=256, seed=0)]
-    tok = tiny.build_tokenizer(corpus, vocab_size=min(1024, shape["vocab_size"]))
+    tok = toy_base.pretrain_tokenizer(size=256, vocab_size=min(1024, shape["vocab_size"]))
     endoftext, im_end = tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>"])
     config = Qwen2Config(
         **shape, bos_token_id=endoftext, eos_token_id=im_end, pad_token_id=endoftext

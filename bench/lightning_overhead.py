@@ -36,9 +36,8 @@ import lightning as L  # noqa: E402
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-from s1exp.data import toy  # noqa: E402
 from s1exp.data.format import IGNORE_INDEX, TrainingExample  # noqa: E402
-from s1exp.models import tiny  # noqa: E402
+from s1exp.models import tiny, toy_base  # noqa: E402
 from s1exp.train.datamodule import SFTDataModule  # noqa: E402
 from s1exp.train.module import warmup_cosine  # noqa: E402
 from s1exp.train.recipe import SFTRecipe  # noqa: E402
@@ -77,8 +76,7 @@ def build(folder: Path, n: int, length: int) -> list[TrainingExample]:
     """The toy world's tiny Qwen2 (saved to `folder`) and `n` full-length SFT examples."""
     import random
 
-    corpus = [q + "\n" + a for q, a in toy.pretrain_corpus(size=256, seed=0)]
-    tok = tiny.build_tokenizer(corpus)
+    tok = toy_base.pretrain_tokenizer(size=256)
     tiny.save(tiny.build_model(tok), tok, folder)
     rng = random.Random(0)
     examples = []

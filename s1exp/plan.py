@@ -28,6 +28,7 @@ from s1exp.planning.config import (  # noqa: F401
     architecture_from_checkpoint,
     architecture_from_hf_config,
     engine_setup,
+    engine_tensor_parallel,
     is_vllm,
     train_setup,
     trains_on_gpu,
@@ -82,7 +83,7 @@ def check_fits(
             if longest_example is not None:
                 verdict += f" (the longest training example has {longest_example:,} tokens)"
             problems.append(verdict)
-    tp = int(OmegaConf.select(cfg, "engine.tensor_parallel_size", default=None) or 1)
+    tp = engine_tensor_parallel(cfg)
     on_gpu = cfg.engine.get("device", "auto") != "cpu"
     if on_gpu and (cuda or gpu_training or (is_vllm(cfg) and tp > 1)):
         _, verdict = eval_report(arch, cfg)

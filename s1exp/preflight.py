@@ -32,11 +32,10 @@ def check_gpu_only(cfg: DictConfig) -> None:
     """GPU-only settings on a machine without CUDA."""
     if cuda_available():
         return
-    accelerator = cfg.train.get("accelerator")
-    if accelerator in ("gpu", "cuda"):
+    if plan.trains_on_gpu(cfg, cuda=False):
         raise ConfigError(
-            f"train.accelerator={accelerator} needs a CUDA GPU and this machine has none; "
-            "use train=toy (CPU) or set train.accelerator=cpu"
+            f"train.accelerator={cfg.train.accelerator} needs a CUDA GPU and this machine has "
+            "none; use train=toy (CPU) or set train.accelerator=cpu"
         )
     if cfg.strategy.get("gpu_only", False):
         raise ConfigError(
@@ -77,7 +76,7 @@ def check_vllm_without_cuda(cfg: DictConfig) -> None:
     (dtype/enforce_eager `auto` resolve to float32 and eager mode there.)"""
     if not plan.is_vllm(cfg) or cuda_available():
         return
-    tp = int(cfg.engine.get("tensor_parallel_size") or 1)
+    tp = plan.engine_tensor_parallel(cfg)
     if tp > 1:
         raise ConfigError(
             f"engine.tensor_parallel_size={tp} splits model={cfg.model.name} over CUDA GPUs and "

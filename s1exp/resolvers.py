@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from s1exp.keys import model_key
+from s1exp.planning.config import engine_tensor_parallel
 from s1exp.store import ArtifactStore
 
 
@@ -37,11 +38,6 @@ class JobShape:
         return int(per_gpu * self.gpus_per_node)
 
 
-def engine_gpus(cfg: DictConfig) -> int:
-    """GPUs one engine replica uses: its tensor-parallel size (engines without one use 1)."""
-    return int(OmegaConf.select(cfg, "engine.tensor_parallel_size", default=None) or 1)
-
-
 def model_trained(cfg: DictConfig) -> bool:
     """Whether the store already holds this config's trained model (the job will reuse it)."""
     store = ArtifactStore(Path(cfg.paths.store).expanduser().resolve())
@@ -54,9 +50,9 @@ def job_shape(cfg: DictConfig) -> JobShape:
     the store; train=none, or a model trained before, only evaluates (the engine's GPUs)."""
     devices = OmegaConf.select(cfg, "train.devices", default=None)
     if devices is None or model_trained(cfg):
-        return JobShape(nodes=1, tasks_per_node=1, gpus_per_node=engine_gpus(cfg))
+        return JobShape(nodes=1, tasks_per_node=1, gpus_per_node=engine_tensor_parallel(cfg))
     nodes = int(OmegaConf.select(cfg, "train.num_nodes", default=1))
-    return JobShape(nodes, int(devices), max(int(devices), engine_gpus(cfg)))
+    return JobShape(nodes, int(devices), max(int(devices), engine_tensor_parallel(cfg)))
 
 
 # Fields the presets may ask for; the optional argument is a per-GPU amount.

@@ -268,11 +268,9 @@ B, T = 2, 256
 
 
 def _tiny_model():
-    from s1exp.data import toy
-    from s1exp.models import tiny
+    from s1exp.models import tiny, toy_base
 
-    pairs = toy.pretrain_corpus(size=64, seed=0)
-    tok = tiny.build_tokenizer([q + "\n" + a for q, a in pairs])
+    tok = toy_base.pretrain_tokenizer(size=64)
     return tiny.build_model(tok, max_position_embeddings=1024).train(), tok
 
 

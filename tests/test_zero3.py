@@ -297,12 +297,10 @@ def results(folder: Path, name: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny Qwen2 checkpoint (hidden 128, 2 layers, tied embeddings) to load and train."""
-    from s1exp.data import toy
-    from s1exp.models import tiny
+    from s1exp.models import tiny, toy_base
 
     root = tmp_path_factory.mktemp("zero3")
-    pairs = toy.pretrain_corpus(size=64, seed=0)
-    tok = tiny.build_tokenizer([q + "\n" + a for q, a in pairs])
+    tok = toy_base.pretrain_tokenizer(size=64)
     tiny.save(tiny.build_model(tok, hidden_size=128, num_layers=2), tok, root / "base")
     return root
 
@@ -456,12 +454,10 @@ def test_bad_settings_name_the_field():
 
 
 def test_export_units_cover_each_parameter_once():
-    from s1exp.data import toy
-    from s1exp.models import tiny
+    from s1exp.models import tiny, toy_base
     from s1exp.train.zero3 import export_units
 
-    pairs = toy.pretrain_corpus(size=16, seed=0)
-    tok = tiny.build_tokenizer([q + "\n" + a for q, a in pairs])
+    tok = toy_base.pretrain_tokenizer(size=16)
     model = tiny.build_model(tok, hidden_size=128, num_layers=2)
     units = export_units(model)
     flat = [id(p) for unit in units for p in unit]

@@ -28,6 +28,13 @@ def tokenizer_corpus(seed: int) -> list[str]:
     return texts
 
 
+def pretrain_tokenizer(size: int, seed: int = 0, vocab_size: int = 1024) -> Any:
+    """A tokenizer trained on `size` toy question/answer pairs: for tests and benches that build
+    a throwaway tiny model instead of the cached base model."""
+    pairs = toy.pretrain_corpus(size=size, seed=seed)
+    return tiny.build_tokenizer([q + "\n" + a for q, a in pairs], vocab_size=vocab_size)
+
+
 def toy_base_model(
     cache_dir: str,
     seed: int,

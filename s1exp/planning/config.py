@@ -118,6 +118,11 @@ def train_setup(cfg: DictConfig) -> TrainSetup | None:
     )
 
 
+def engine_tensor_parallel(cfg: DictConfig) -> int:
+    """GPUs one engine replica spans: its tensor-parallel size (1 for engines without one)."""
+    return int(OmegaConf.select(cfg, "engine.tensor_parallel_size", default=None) or 1)
+
+
 def is_vllm(cfg: DictConfig) -> bool:
     return str(cfg.engine.get("_target_", "")).endswith("VLLMEngine")
 
