@@ -9,6 +9,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from s1exp.evaluate.metrics import paired_bootstrap_diff
 from s1exp.evaluate.scaling import control, performance, scaling
 
 COLUMNS = (
@@ -19,6 +20,21 @@ COLUMNS = (
     ("forced_exit_rate", "forced", "{:.2f}"),
     ("ignores_used", "ignores", "{:.2f}"),
 )
+DELTA_COLUMNS = ("Δ vs ref", "Δ low", "Δ high")  # percent points, paired bootstrap 95% CI
+
+
+def job_dirs(sweep_dir: Path) -> list[Path]:
+    """The run dirs of a sweep's finished jobs (those with a results.json), in job order."""
+    paths = sorted(
+        sweep_dir.glob("*/results.json"),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 1 << 30,
+    )
+    return [path.parent for path in paths]
+
+
+def job_overrides(results: dict[str, Any]) -> list[str]:
+    """A job's command-line overrides without the `+ablation=` that every job of a sweep shares."""
+    return [o for o in results.get("overrides", []) if not o.startswith("+ablation")]
 
 
 def sweep_rows(sweep_dir: Path) -> list[tuple[str, dict[str, float], dict[str, Any]]]:
@@ -26,30 +42,82 @@ def sweep_rows(sweep_dir: Path) -> list[tuple[str, dict[str, float], dict[str, A
 
     A job's label is its overrides minus those every job shares (the swept values stand out).
     """
-    paths = sorted(
-        sweep_dir.glob("*/results.json"),
-        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 1 << 30,
-    )
-    jobs = [(path, json.loads(path.read_text())) for path in paths]
-    overrides = [
-        [o for o in r.get("overrides", []) if not o.startswith("+ablation")] for _, r in jobs
-    ]
+    jobs = [(d, json.loads((d / "results.json").read_text())) for d in job_dirs(sweep_dir)]
+    overrides = [job_overrides(r) for _, r in jobs]
     shared = set.intersection(*map(set, overrides)) if len(jobs) > 1 else set()
     return [
-        (" ".join(o for o in job_overrides if o not in shared) or path.parent.name, r["metrics"], r)
-        for (path, r), job_overrides in zip(jobs, overrides, strict=True)
+        (" ".join(o for o in own if o not in shared) or path.name, r["metrics"], r)
+        for (path, r), own in zip(jobs, overrides, strict=True)
     ]
 
 
-def format_table(rows: list[tuple[str, dict[str, float], dict[str, Any]]]) -> str:
+def correctness_by_id(run_dir: Path) -> dict[str, float] | None:
+    """Question id -> 1.0 (right) or 0.0 from a job's samples.jsonl; None if it is missing or
+    unreadable (a summary must still print when one job's samples are gone)."""
+    try:
+        lines = (run_dir / "samples.jsonl").read_text().splitlines()
+        return {str(s["id"]): float(s["correct"]) for s in map(json.loads, filter(None, lines))}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _override_key(override: str) -> str:
+    return override.lstrip("+~").split("=", 1)[0]
+
+
+Delta = tuple[float, float, float]
+
+
+def reference_deltas(
+    sweep_dir: Path, reference: str, resamples: int = 10_000
+) -> list[Delta | None] | None:
+    """Per job (in job order): its accuracy minus the reference job's, with the paired bootstrap
+    95% CI, over the question ids both answered; None for a job without usable samples.
+
+    The reference is the job whose overrides contain `reference` (e.g. "selection=s1k"). When
+    several do (the sweep crosses another axis), each job is compared with the one that differs
+    from it only in the reference's key. Returns None when no job has that override.
+    """
+    dirs = job_dirs(sweep_dir)
+    overrides = [job_overrides(json.loads((d / "results.json").read_text())) for d in dirs]
+    key = _override_key(reference)
+
+    def others(job: int) -> frozenset[str]:
+        return frozenset(o for o in overrides[job] if _override_key(o) != key)
+
+    candidates = [job for job, o in enumerate(overrides) if reference in o]
+    if not candidates:
+        return None
+    correct = [correctness_by_id(d) for d in dirs]
+    deltas: list[Delta | None] = []
+    for job in range(len(dirs)):
+        same = [c for c in candidates if others(c) == others(job)]
+        ref = same[0] if same else candidates[0] if len(candidates) == 1 else None
+        mine, theirs = correct[job], correct[ref] if ref is not None else None
+        ids = sorted(mine.keys() & theirs.keys()) if mine and theirs else []
+        pairs = ([mine[i] for i in ids], [theirs[i] for i in ids]) if ids else None
+        deltas.append(paired_bootstrap_diff(*pairs, resamples=resamples) if pairs else None)
+    return deltas
+
+
+def format_table(
+    rows: list[tuple[str, dict[str, float], dict[str, Any]]],
+    deltas: list[Delta | None] | None = None,
+) -> str:
+    """The sweep's table; with `deltas` (from reference_deltas) also each row's Δ vs ref + CI."""
     width = max([len("run"), *(len(label) for label, _, _ in rows)])
-    header = f"{'run':<{width}} | " + " | ".join(f"{name:>9}" for _, name, _ in COLUMNS)
+    names = [name for _, name, _ in COLUMNS] + (list(DELTA_COLUMNS) if deltas else [])
+    header = f"{'run':<{width}} | " + " | ".join(f"{name:>9}" for name in names)
     header += " | trained"
     lines = [header, "-" * len(header)]
-    for label, metrics, results in rows:
-        cells = " | ".join(f"{fmt.format(metrics[key]):>9}" for key, _, fmt in COLUMNS)
+    for row, (label, metrics, results) in enumerate(rows):
+        cells = [fmt.format(metrics[key]) for key, _, fmt in COLUMNS]
+        if deltas:
+            delta = deltas[row]
+            cells += [f"{v:.1f}" for v in delta] if delta else ["n/a"] * len(DELTA_COLUMNS)
         trained = "reused" if results["stages"].get("train", {}).get("reused") else "yes"
-        lines.append(f"{label:<{width}} | {cells} | {trained}")
+        cells_text = " | ".join(f"{c:>9}" for c in cells)
+        lines.append(f"{label:<{width}} | {cells_text} | {trained}")
     return "\n".join(lines)
 
 
@@ -83,13 +151,31 @@ def format_scaling(rows: list[tuple[str, dict[str, float], dict[str, Any]]]) -> 
 
 
 class SweepSummary(Callback):
-    """Prints accuracy and thinking tokens of every job once a multirun ends."""
+    """Prints accuracy and thinking tokens of every job once a multirun ends.
+
+    With `reference` (an override such as "selection=s1k", set by an ablation through
+    hydra.callbacks.summary.reference) each row also gets its accuracy difference from that job,
+    with the paired bootstrap CI the paper reports for Table 2.
+    """
+
+    def __init__(self, reference: str | None = None) -> None:
+        self.reference = reference
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         rows = sweep_rows(sweep_dir)
         if not rows:
             return
-        table = "\n".join(filter(None, [format_table(rows), format_scaling(rows)]))
-        (sweep_dir / "summary.txt").write_text(table + "\n")
+        deltas, note = None, ""
+        if self.reference:
+            deltas = reference_deltas(sweep_dir, self.reference)
+            note = (
+                f"Δ vs ref: accuracy minus the {self.reference} job's, percent points, "
+                "paired bootstrap 95% CI (10,000 resamples) over the questions both answered"
+                if deltas is not None
+                else f"No job of this sweep has the override {self.reference!r} "
+                "(hydra.callbacks.summary.reference), so the table has no Δ vs ref columns."
+            )
+        table = "\n".join(filter(None, [format_table(rows, deltas), note, format_scaling(rows)]))
+        (sweep_dir / "summary.txt").write_text(table + "\n", encoding="utf-8")  # "Δ"
         print(f"\nSweep summary ({sweep_dir}):\n{table}", flush=True)

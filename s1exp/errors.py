@@ -30,3 +30,20 @@ def exiting_on_config_error() -> Iterator[None]:
         yield
     except ConfigError as error:
         exit_config_error(error)
+    except Exception as error:  # Hydra's instantiate wraps what a _target_ raises
+        cause = config_error_cause(error)
+        if cause is None:
+            raise
+        exit_config_error(cause)
+
+
+def config_error_cause(error: BaseException) -> ConfigError | None:
+    """The ConfigError an exception was raised from, if any (e.g. inside `instantiate`)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConfigError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

@@ -15,8 +15,13 @@ from s1exp.store import config_key
 EVAL_ONLY_MODEL_KEYS = ("tensor_parallel_size", "architecture")
 
 
+def features_key(cfg: DictConfig) -> str:
+    """The decontaminated, featurized pool: the data source and how features are computed."""
+    return config_key("features", cfg.data, cfg.featurize)
+
+
 def selection_key(cfg: DictConfig) -> str:
-    return config_key("selection", cfg.data, cfg.selection)
+    return config_key("selection", features_key(cfg), cfg.selection)
 
 
 def trained_model_settings(cfg: DictConfig) -> dict:

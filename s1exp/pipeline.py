@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import shutil
 import tempfile
 import time
@@ -22,8 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
 from s1exp import keys, plan, preflight, track
+from s1exp.data.curate import SELECTION_FILE, build_features, build_selection
 from s1exp.data.format import token_ids, training_example
-from s1exp.data.quality import format_funnel
 from s1exp.evaluate.isolated import evaluate_in_subprocess
 from s1exp.evaluate.run import evaluate
 from s1exp.store import (
@@ -32,7 +31,6 @@ from s1exp.store import (
     config_key,
     read_jsonl,
     write_json_atomic,
-    write_jsonl_atomic,
 )
 from s1exp.train.ranks import FitSignal, process_rank
 
@@ -53,15 +51,6 @@ SPEED_ONLY_ENGINE_KEYS = frozenset(
 )
 
 
-def select_stage(cfg: DictConfig, out: Path) -> None:
-    pool = instantiate(cfg.data.pool)
-    strategy = instantiate(cfg.selection.strategy)
-    selected = strategy(pool, cfg.selection.size, random.Random(cfg.selection.seed))
-    log.info("selection funnel:\n%s", format_funnel(selected.funnel))
-    write_jsonl_atomic(out / "selection.jsonl", selected.rows)
-    write_json_atomic(out / "funnel.json", selected.funnel)
-
-
 def train_stage(
     cfg: DictConfig,
     recipe: Any,
@@ -72,7 +61,7 @@ def train_stage(
     tags: list[str],
 ) -> None:
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    rows = read_jsonl(selection / "selection.jsonl")
+    rows = read_jsonl(selection / SELECTION_FILE)
     trace_format = instantiate(cfg.trace_format)
 
     def count_tokens(text: str) -> int:
@@ -189,13 +178,30 @@ def prepare_model(
     tags = _tags()
     stages: dict[str, Any] = {}
     start = time.perf_counter()
+    feat_key = keys.features_key(cfg)
+    progress = store.root / "features" / f".progress-{feat_key}.jsonl"  # survives a kill
+    features = store.get_or_build(
+        "features",
+        feat_key,
+        lambda out: build_features(cfg, out, progress),
+        describe={
+            "data": OmegaConf.to_container(cfg.data, resolve=True),
+            "featurize": OmegaConf.to_container(cfg.featurize, resolve=True),
+        },
+    )
+    stages["featurize"] = _stage_record(features, time.perf_counter() - start)
+
+    start = time.perf_counter()
     selection = store.get_or_build(
         "selection",
         sel_key,
-        lambda out: select_stage(cfg, out),
-        describe=OmegaConf.to_container(cfg.selection, resolve=True),
+        lambda out: build_selection(cfg, features.path, out),
+        describe={"features": feat_key} | OmegaConf.to_container(cfg.selection, resolve=True),
     )
     stages["select"] = _stage_record(selection, time.perf_counter() - start)
+    stages["select"]["report"] = read_json(selection.path / "report.json", {})
+    if selection.built:
+        track.log_selection(cfg, run_dir, stages["select"]["report"], selection.path, tags)
 
     start = time.perf_counter()
     base_model = instantiate(cfg.model.base, cache_dir=cfg.paths.cache)

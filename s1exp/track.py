@@ -80,3 +80,31 @@ def log_eval(
         return str(Path(run.dir).parent)
     finally:
         run.finish()
+
+
+def log_selection(
+    cfg: DictConfig, run_dir: Path, report: dict[str, Any], selection_dir: Path, tags: list[str]
+) -> str | None:
+    """Log one select run: the funnel as a table and as `select/<stage>` summary values, the
+    length statistics, and the report's plots as images; returns the W&B run dir."""
+    if not cfg.logger.enabled:
+        return None
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    run = wandb.init(**_wandb_kwargs(cfg, run_dir, "select", tags), reinit="create_new")
+    try:
+        funnel = report["funnel"]
+        table = wandb.Table(columns=["stage", "count"], data=[[k, v] for k, v in funnel.items()])
+        stats = report.get("thinking_tokens") or {}
+        summary = {f"select/{k}": v for k, v in funnel.items()}
+        summary |= {f"select/thinking_tokens_{k}": v for k, v in stats.items()}
+        images = {
+            f"select/{name}": wandb.Image(str(selection_dir / file), caption=name)
+            for name, file in report.get("plots", {}).items()
+        }
+        run.log({"select/funnel": table, **images})
+        run.summary.update(summary)
+        return str(Path(run.dir).parent)
+    finally:
+        run.finish()

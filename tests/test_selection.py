@@ -17,10 +17,10 @@ from s1exp.data.quality import (
     drop_formatting,
     drop_solved,
     filter_counts,
-    format_funnel,
     has_formatting_problem,
 )
-from s1exp.data.schema import POOL_FIELDS, PoolRow
+from s1exp.data.report import format_funnel
+from s1exp.data.schema import REQUIRED_FOR_SELECTION, PoolRow
 from s1exp.data.selection import (
     SELECTIONS,
     DiverseSelection,
@@ -67,7 +67,7 @@ def pool(n_domains: int, per_domain: int, rng_seed: int = 0, **kw: object) -> li
 
 
 def test_drop_api_errors_any_missing_feature() -> None:
-    rows = [row(0)] + [row(i + 1, **{k: None}) for i, k in enumerate(POOL_FIELDS)]
+    rows = [row(0)] + [row(i + 1, **{k: None}) for i, k in enumerate(REQUIRED_FOR_SELECTION)]
     partial = row(99)
     del partial["thinking"]  # type: ignore[misc]
     assert [r["id"] for r in drop_api_errors(rows + [partial])] == ["q0"]
@@ -281,7 +281,7 @@ def test_s1k_benchmark_matched_variant() -> None:
     n = len(rows)
     rows += [row(n + i, source="toy/aime", domain="d03") for i in range(4)]
     rows += [row(n + 4 + i, source="toy/gpqa", domain="d07") for i in range(8)]
-    sel = S1KSelection(benchmark_matched_after=12)
+    sel = S1KSelection(variant="notebook", matched_after=12)
     pre = [r for r in rows if sel.is_preselected(r)]
     assert sel.matched_weights(pre) == {"d03": 4.0, "d07": 2.0}
     counts: Counter[str] = Counter()
@@ -291,7 +291,7 @@ def test_s1k_benchmark_matched_variant() -> None:
     assert set(counts) == {"d03", "d07"}
     assert 0.55 < counts["d03"] / 300 < 0.78
     # Before the switch point the draw is uniform as usual.
-    early = S1KSelection(benchmark_matched_after=30)(rows, 30, random.Random(0)).rows[12:]
+    early = S1KSelection(variant="notebook", matched_after=30)(rows, 30, random.Random(0)).rows[12:]
     assert len({r["domain"] for r in early}) > 2
 
 
@@ -352,8 +352,15 @@ def test_longest_selection() -> None:
 def test_full_selection_ignores_size() -> None:
     rows = ablation_pool()
     sel = FullSelection()(rows, 3, random.Random(0))
-    assert len(sel.rows) == 62 and sel.funnel["selected"] == 62
-    assert sel.funnel["domains"] == 4
+    # The whole pool as the paper trained it: no quality filter; only the row without a trace goes.
+    assert len(sel.rows) == 63 and sel.funnel == {
+        "pool": 64,
+        "with_trace": 63,
+        "selected": 63,
+        "domains": 5,
+    }
+    ids = {r["id"] for r in sel.rows}
+    assert "q501" in ids and "q500" not in ids
 
 
 def test_registry_and_hydra_style_construction() -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 
-from s1exp.data.schema import POOL_FIELDS, PoolRow
+from s1exp.data.schema import REQUIRED_FOR_SELECTION, PoolRow
 
 Filter = Callable[[list[PoolRow]], list[PoolRow]]
 
-# Sources whose "[asy]" figures are kept: AIME questions are often stated with Asymptote code.
-KEEP_ASY_SOURCES: tuple[str, ...] = ("toy/aime", "qq8933/AIME_1983_2024")
+# Source-type substrings whose "[asy]" figures are kept: AIME questions are often stated with
+# Asymptote code. The notebook keeps a row when its source_type contains "AIME".
+KEEP_ASY_SOURCES: tuple[str, ...] = ("AIME", "toy/aime")
 
 ASY_MARKER = "[asy]"
 # One combined pattern for the other quality-2 problems, so 59K questions take one scan each:
@@ -32,14 +33,20 @@ FORMATTING_PATTERN = re.compile(
 
 def drop_api_errors(rows: list[PoolRow]) -> list[PoolRow]:
     """Quality 1: drop rows with any feature missing (None or absent), i.e. a failed API call."""
-    return [r for r in rows if all(r.get(k) is not None for k in POOL_FIELDS)]
+    return [r for r in rows if all(r.get(k) is not None for k in REQUIRED_FOR_SELECTION)]
+
+
+def source_matches(source: str, patterns: Iterable[str]) -> bool:
+    """Source types are matched by substring: released prefixes differ from the notebook's
+    ("simplescaling/openaimath/..." vs "qfq/openaimath", S1_DATA trap 3)."""
+    return any(p in source for p in patterns)
 
 
 def has_formatting_problem(
     question: str, source: str, keep_asy_sources: Iterable[str] = KEEP_ASY_SOURCES
 ) -> bool:
     """True when the question matches a quality-2 pattern ("[asy]" is fine for AIME sources)."""
-    if ASY_MARKER in question and source not in set(keep_asy_sources):
+    if ASY_MARKER in question and not source_matches(source, keep_asy_sources):
         return True
     return FORMATTING_PATTERN.search(question) is not None
 
@@ -48,11 +55,11 @@ def drop_formatting(
     rows: list[PoolRow], keep_asy_sources: Iterable[str] = KEEP_ASY_SOURCES
 ) -> list[PoolRow]:
     """Quality 2: drop questions with formatting problems (figures, images, list markers, bold)."""
-    keep = frozenset(keep_asy_sources)
+    keep = tuple(keep_asy_sources)
     out = []
     for r in rows:
         q = r["question"]
-        if ASY_MARKER in q and r["source"] not in keep:
+        if ASY_MARKER in q and not source_matches(r["source"], keep):
             continue
         if FORMATTING_PATTERN.search(q) is not None:
             continue
@@ -100,9 +107,3 @@ def filter_counts(
     """Only the funnel counts: pool -> quality1 -> quality2 (-> difficulty)."""
     stages = difficulty_stages(keep_asy_sources) if difficulty else quality_stages(keep_asy_sources)
     return apply_stages(rows, stages)[1]
-
-
-def format_funnel(funnel: dict[str, int]) -> str:
-    """One line per stage, for the pipeline's log (compare with S1_SPEC's table)."""
-    width = max(len(k) for k in funnel)
-    return "\n".join(f"{k:<{width}}  {v:>7,}" for k, v in funnel.items())

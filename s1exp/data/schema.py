@@ -1,30 +1,34 @@
-"""The row schemas every data source and selection step agrees on.
+"""The row schemas every data source, featurizer and selection step agrees on.
 
-The toy world and the real 59K pool both produce pool rows with exactly these keys, so the same
-filters and Algorithm 1 run on either. Rows are plain dicts (JSON-serialisable) to keep artifacts
-readable with `jq` and loadable without s1exp.
+A pool row starts as what a loader can read from a dataset (the raw fields) and gains the
+features the s1 filters need. A feature key that is absent means "not featurized yet" (the
+featurize stage computes it); a present None means "featurized, but undefined" (an API error, no
+reference solution), which quality filter 1 drops, as the public notebook does. Rows are plain
+dicts (JSON-serialisable) to keep artifacts readable with `jq` and loadable without s1exp.
 """
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import NotRequired, TypedDict
 
 
 class PoolRow(TypedDict):
-    """One featurized pool question (S1_SPEC section 1)."""
+    """One pool question (S1_SPEC section 1, S1_DATA section 1)."""
 
     id: str  # unique within the pool
     question: str
-    solution: str  # reference solution text
-    answer: str  # gold final answer, short string graded exactly by the toy grader
+    solution: str | None  # the source's reference solution; None where the source has none
     thinking: str | None  # teacher reasoning trace; None = API error
-    attempt: str | None  # teacher's answer text ("Answer: ..."); None = API error
-    teacher_correct: bool | None  # teacher attempt matches the gold answer
-    source: str  # e.g. "toy/aime", "toy/gpqa", "toy/math_train", ...
-    domain: str  # diversity class (MSC code on the real pool, task family on the toy)
-    thinking_tokens: int | None  # length of the thinking trace in tokens
-    base_small_correct: bool | None  # stand-in for "Qwen2.5-7B-Instruct solves it"
-    base_large_correct: bool | None  # stand-in for "Qwen2.5-32B-Instruct solves it"
+    attempt: str | None  # teacher's answer text; None = API error
+    source: str  # source_type, e.g. "qq8933/AIME_1983_2024", "toy/aime"
+    answer: NotRequired[str | None]  # short gold answer, where a source has one (the toy)
+    cot_type: NotRequired[str | None]  # math/science/crossword/... (s1 pools)
+    metadata: NotRequired[object]  # the source's leftover fields (parsed Python repr)
+    teacher_correct: NotRequired[bool | None]  # teacher attempt matches the reference
+    domain: NotRequired[str | None]  # diversity class: MSC title (real), task family (toy)
+    thinking_tokens: NotRequired[int | None]  # tokens of the thinking trace
+    base_small_correct: NotRequired[bool | None]  # "Qwen2.5-7B-Instruct solves it"
+    base_large_correct: NotRequired[bool | None]  # "Qwen2.5-32B-Instruct solves it"
 
 
 class BenchmarkItem(TypedDict):
@@ -36,4 +40,21 @@ class BenchmarkItem(TypedDict):
     domain: str
 
 
-POOL_FIELDS: tuple[str, ...] = tuple(PoolRow.__annotations__)
+RAW_FIELDS: tuple[str, ...] = ("id", "question", "solution", "thinking", "attempt", "source")
+"""What every loader must provide (None allowed except for id, question and source)."""
+
+OPTIONAL_FIELDS: tuple[str, ...] = ("answer", "cot_type", "metadata")
+
+FEATURE_FIELDS: tuple[str, ...] = (
+    "teacher_correct",
+    "domain",
+    "thinking_tokens",
+    "base_small_correct",
+    "base_large_correct",
+)
+"""What the featurize stage adds and the filters read."""
+
+POOL_FIELDS: tuple[str, ...] = RAW_FIELDS + OPTIONAL_FIELDS + FEATURE_FIELDS
+
+REQUIRED_FOR_SELECTION: tuple[str, ...] = ("thinking", "attempt", *FEATURE_FIELDS)
+"""Quality filter 1 drops a row where any of these is None (the notebook's API-error filter)."""

@@ -14,8 +14,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from s1exp.data.quality import KEEP_ASY_SOURCES, apply_stages, difficulty_stages, quality_stages
+from s1exp.data.quality import (
+    KEEP_ASY_SOURCES,
+    apply_stages,
+    difficulty_stages,
+    quality_stages,
+    source_matches,
+)
 from s1exp.data.schema import PoolRow
+from s1exp.errors import ConfigError
 
 
 @dataclass
@@ -35,9 +42,9 @@ class Selection(Protocol):
 def _check_size(size: int, available: int, what: str) -> None:
     """Fail early, naming the config key, when the pool cannot supply ``size`` rows."""
     if size < 0:
-        raise ValueError(f"selection.size must be >= 0, got {size}")
+        raise ConfigError(f"selection.size must be >= 0, got {size}")
     if size > available:
-        raise ValueError(
+        raise ConfigError(
             f"selection.size={size} but only {available} rows are available ({what}); "
             f"lower selection.size or use a larger pool"
         )
@@ -55,6 +62,10 @@ def _finish(rows: list[PoolRow], funnel: dict[str, int]) -> Selected:
     funnel["selected"] = len(rows)
     funnel["domains"] = len({r["domain"] for r in rows})
     return Selected(rows, funnel)
+
+
+# Does the variant switch to benchmark-matched domain draws after `matched_after` rows?
+VARIANT_SWITCHES: dict[str, bool] = {"paper": False, "notebook": True}
 
 
 def geometric_rank(m: int, rng: random.Random) -> int:
@@ -94,22 +105,31 @@ class S1KSelection(_Base):
 
     If pre-selection alone reaches ``size``, the first ``size`` pre-selected rows in pool order are
     kept (deterministic; no draw). ``require_teacher_correct`` restricts the diversity stage to
-    rows the teacher got right (the paper does not). ``benchmark_matched_after=N`` is the public
-    notebook's variant: once |S| >= N (pre-selected rows count), the domain is drawn with weights
-    = AIME domain counts + GPQA domain counts scaled to 0.5x the AIME total, both counted among the
-    pre-selected rows (falls back to uniform when no matched domain is left).
+    rows the teacher got right (the paper does not). ``variant="notebook"`` is the public
+    notebook's variant: once |S| >= ``matched_after`` (pre-selected rows count), the domain is
+    drawn with weights = AIME domain counts + GPQA domain counts scaled to 0.5x the AIME total,
+    both counted among the pre-selected rows (falls back to uniform when no matched domain is
+    left). Source lists match source types by substring (S1_DATA trap 3).
     """
 
     preselect_sources: Sequence[str] = ("toy/aime", "toy/gpqa")
     long_sources: Sequence[str] = ("toy/math_train",)
     long_threshold: int = 5600
     require_teacher_correct: bool = False
-    benchmark_matched_after: int | None = None
-    aime_sources: Sequence[str] = ("toy/aime", "qq8933/AIME_1983_2024")
-    gpqa_sources: Sequence[str] = ("toy/gpqa", "Idavidrein/gpqa")
+    variant: str = "paper"
+    matched_after: int = 700
+    aime_sources: Sequence[str] = ("toy/aime", "AIME")
+    gpqa_sources: Sequence[str] = ("toy/gpqa", "gpqa")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.variant not in VARIANT_SWITCHES:
+            raise ConfigError(
+                f"selection.strategy.variant={self.variant!r} is not one of "
+                f"{sorted(VARIANT_SWITCHES)}"
+            )
+        switches = VARIANT_SWITCHES[self.variant]
+        self.benchmark_matched_after = self.matched_after if switches else None
         self.preselect_sources = _tuple(self.preselect_sources)
         self.long_sources = _tuple(self.long_sources)
         self.aime_sources = _tuple(self.aime_sources)
@@ -119,18 +139,21 @@ class S1KSelection(_Base):
         """Teacher-correct and benchmark-like: AIME/GPQA source, or a long MATH-train trace."""
         if not r["teacher_correct"]:
             return False
-        if r["source"] in self.preselect_sources:
+        if source_matches(r["source"], self.preselect_sources):
             return True
-        return r["source"] in self.long_sources and r["thinking_tokens"] > self.long_threshold
+        return (
+            source_matches(r["source"], self.long_sources)
+            and r["thinking_tokens"] > self.long_threshold
+        )
 
     def matched_weights(self, preselected: list[PoolRow]) -> dict[str, float]:
         """Notebook variant: AIME domain counts + GPQA counts scaled to half the AIME total."""
         aime: dict[str, int] = {}
         gpqa: dict[str, int] = {}
         for r in preselected:
-            if r["source"] in self.aime_sources:
+            if source_matches(r["source"], self.aime_sources):
                 aime[r["domain"]] = aime.get(r["domain"], 0) + 1
-            elif r["source"] in self.gpqa_sources:
+            elif source_matches(r["source"], self.gpqa_sources):
                 gpqa[r["domain"]] = gpqa.get(r["domain"], 0) + 1
         n_aime, n_gpqa = sum(aime.values()), sum(gpqa.values())
         scale = 0.5 * n_aime / n_gpqa if n_gpqa else 0.0
@@ -235,11 +258,13 @@ class LongestSelection(_Base):
 
 @dataclass
 class FullSelection(_Base):
-    """59K-full: the whole quality-filtered pool in pool order; ``size`` and ``rng`` are ignored."""
+    """59K-full: the whole pool in pool order, as the paper trained it (its 59K-full row is the
+    published pool, not the quality-filtered one). Only rows without a trace or attempt go, since
+    there is nothing to train on; ``size`` and ``rng`` are ignored."""
 
     def __call__(self, rows: list[PoolRow], size: int, rng: random.Random) -> Selected:
-        pool, funnel = apply_stages(rows, quality_stages(self.keep_asy_sources))
-        return _finish(list(pool), funnel)
+        trainable = [r for r in rows if r["thinking"] is not None and r["attempt"] is not None]
+        return _finish(trainable, {"pool": len(rows), "with_trace": len(trainable)})
 
 
 # Name -> class, for code that has an option name rather than a `_target_` (e.g. the report).

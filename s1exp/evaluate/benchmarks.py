@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from s1exp.data import toy
@@ -61,6 +62,19 @@ class HubMathBenchmark:
     def grade(self, answer_text: str, gold: str) -> tuple[str | None, bool]:
         predicted = extract_answer(answer_text)
         return predicted, predicted is not None and math_equal(predicted, gold)
+
+
+@dataclass
+class LocalBenchmark(HubMathBenchmark):
+    """Questions and answers in a local JSONL file (offline clusters, planted test items)."""
+
+    path: str = "???"
+    split: str = "local"
+
+    def _rows(self) -> list[dict[str, Any]]:
+        from s1exp.store import read_jsonl
+
+        return read_jsonl(Path(self.path).expanduser())
 
 
 @dataclass
