@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,13 @@ def build_features(cfg: DictConfig, out: Path, progress_path: Path) -> None:
     write_jsonl_atomic(out / POOL_FILE, rows)
     write_jsonl_atomic(out / "dropped.jsonl", [*contaminated, *duplicates])
     write_json_atomic(out / "features.json", summary)
-    progress_path.unlink(missing_ok=True)  # the artifact is published next; nothing to resume
+    # Every computed value with the model replies behind it, for audit; then nothing to resume.
+    log_file = out / "featurize_log.jsonl"
+    if progress_path.is_file():
+        shutil.copyfile(progress_path, log_file)
+    else:
+        log_file.touch()
+    progress_path.unlink(missing_ok=True)
 
 
 def build_selection(cfg: DictConfig, features: Path, out: Path) -> dict[str, Any]:

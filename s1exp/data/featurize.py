@@ -117,18 +117,9 @@ def stop_ids(tokenizer: Any) -> list[int]:
 
 @contextmanager
 def chat_model(cfg: DictConfig, model_cfg: DictConfig, what: str) -> Iterator[ChatModel]:
-    """Load `model_cfg` into the run's engine; `what` names the setting in errors."""
-    try:
-        path = instantiate(model_cfg.base, cache_dir=cfg.paths.cache)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-    except ConfigError:
-        raise
-    except Exception as error:  # a hub id that is not there, a broken local checkpoint
-        raise ConfigError(
-            f"{what}: cannot load model {model_cfg.get('name')!r} ({error.__class__.__name__}: "
-            f"{str(error).splitlines()[0][:160]}); pick another model for {what}"
-        ) from error
-    engine = instantiate(cfg.engine, model_path=path, max_model_len=model_cfg.max_length)
+    """Load `model_cfg` into the featurize engine; `what` names the setting in errors."""
+    path, tokenizer = load_model(cfg, model_cfg, what)
+    engine = instantiate(cfg.featurize.engine, model_path=path, max_model_len=model_cfg.max_length)
     try:
         yield ChatModel(str(model_cfg.get("name", path)), tokenizer, engine, model_cfg.max_length)
     finally:
@@ -136,6 +127,20 @@ def chat_model(cfg: DictConfig, model_cfg: DictConfig, what: str) -> Iterator[Ch
         if close is not None:
             close()
         del engine
+
+
+def load_model(cfg: DictConfig, model_cfg: DictConfig, what: str) -> tuple[str, Any]:
+    """The checkpoint path and tokenizer of a model config, or an error naming the setting."""
+    try:
+        path = instantiate(model_cfg.base, cache_dir=cfg.paths.cache)
+        return path, AutoTokenizer.from_pretrained(path)
+    except ConfigError:
+        raise
+    except Exception as error:  # a hub id that is not there, a broken local checkpoint
+        raise ConfigError(
+            f"{what}: cannot load model {model_cfg.get('name')!r} ({error.__class__.__name__}: "
+            f"{str(error).splitlines()[0][:160]}); pick another model for {what}"
+        ) from error
 
 
 def reference_grade(row: PoolRow, attempt: str) -> bool | None:
@@ -158,17 +163,23 @@ def reference_grade(row: PoolRow, attempt: str) -> bool | None:
 
 
 class Featurizer:
-    """Runs each missing feature over the rows that lack it, batch by batch, with progress."""
+    """Runs each missing feature over the rows that lack it, batch by batch, with progress.
+
+    One model is loaded at a time (GPU memory holds one engine): each difficulty model first
+    writes its replies (recorded as `reply/<feature>`), then one grading pass (math-verify or the
+    judge model) turns teacher attempts and replies into the correctness features.
+    """
 
     def __init__(self, cfg: DictConfig, progress: Progress) -> None:
         self.cfg = cfg
         self.settings = cfg.featurize
         self.progress = progress
         self.computed: dict[str, int] = {}
+        self.replies: dict[tuple[str, str], str | None] = {}
 
     # -- bookkeeping ------------------------------------------------------------------------
     def pending(self, rows: list[PoolRow], feature: str) -> list[PoolRow]:
-        """Rows without the feature and without a recorded value from an earlier attempt."""
+        """Rows the pool gave no value and no earlier attempt recorded one (those are filled)."""
         todo = []
         for r in rows:
             if feature in r:
@@ -183,51 +194,60 @@ class Featurizer:
     def run_batches(
         self,
         feature: str,
-        rows: list[PoolRow],
+        todo: list[PoolRow],
         compute: Callable[[list[PoolRow]], list[Any]],
         label: str,
+        store: Callable[[PoolRow, Any], None],
     ) -> None:
-        todo = self.pending(rows, feature)
-        if not todo:
-            return
+        """compute() each batch, store() each value, record the batch, print one progress line."""
         size = int(self.settings.batch_rows)
         start = time.perf_counter()
         for first in range(0, len(todo), size):
             batch = todo[first : first + size]
             values = compute(batch)
             for r, v in zip(batch, values, strict=True):
-                r[feature] = v  # type: ignore[literal-required]
+                store(r, v)
             self.progress.record(feature, {r["id"]: v for r, v in zip(batch, values, strict=True)})
-            done = first + len(batch)
             log.info(
                 "featurize %s (%s): %d/%d rows, %.0f s",
                 feature,
                 label,
-                done,
+                first + len(batch),
                 len(todo),
                 time.perf_counter() - start,
             )
         self.computed[feature] = self.computed.get(feature, 0) + len(todo)
 
+    def fill(self, feature: str, rows: list[PoolRow], compute: Callable, label: str) -> None:
+        """Compute a pool feature where it is missing."""
+        todo = self.pending(rows, feature)
+        if todo:
+            self.run_batches(feature, todo, compute, label, lambda r, v: r.__setitem__(feature, v))
+
     # -- the features -------------------------------------------------------------------------
     def __call__(self, rows: list[PoolRow]) -> list[PoolRow]:
+        if self.pending(rows, "domain") and not self.settings.domain.get("column"):
+            prompts.load_domain_table(self.settings.domain.get("table"))  # fail before any model
         self.thinking_tokens(rows)
         self.domain(rows)
+        for feature in DIFFICULTY_FIELDS:
+            self.solve(rows, feature)
         with self.grader() as grade:
-            self.run_batches(
+            self.fill(
                 "teacher_correct", rows, lambda b: grade(b, [r["attempt"] for r in b]), "teacher"
             )
             for feature in DIFFICULTY_FIELDS:
-                self.difficulty(rows, feature, grade)
+                self.fill(feature, rows, self.grade_replies(grade, feature), "grade")
         return rows
+
+    def grade_replies(self, grade: Grade, feature: str) -> Callable[[list[PoolRow]], list]:
+        return lambda batch: grade(batch, [self.replies.get((r["id"], feature)) for r in batch])
 
     def thinking_tokens(self, rows: list[PoolRow]) -> None:
         if not self.pending(rows, "thinking_tokens"):
             return
         model_cfg = self.settings.length.tokenizer
-        tokenizer = AutoTokenizer.from_pretrained(
-            instantiate(model_cfg.base, cache_dir=self.cfg.paths.cache)
-        )
+        _, tokenizer = load_model(self.cfg, model_cfg, "featurize.length.tokenizer")
 
         def count(batch: list[PoolRow]) -> list[int | None]:
             return [
@@ -237,14 +257,14 @@ class Featurizer:
                 for r in batch
             ]
 
-        self.run_batches("thinking_tokens", rows, count, str(model_cfg.get("name")))
+        self.fill("thinking_tokens", rows, count, str(model_cfg.get("name")))
 
     def domain(self, rows: list[PoolRow]) -> None:
         if not self.pending(rows, "domain"):
             return
         column = self.settings.domain.get("column")
         if column:
-            self.run_batches("domain", rows, lambda b: [r.get(column) for r in b], column)
+            self.fill("domain", rows, lambda b: [r.get(column) for r in b], column)
             return
         table = prompts.load_domain_table(self.settings.domain.get("table"))
         classifier = self.settings.domain.classifier
@@ -258,31 +278,38 @@ class Featurizer:
                 )
                 return [None if t is None else prompts.parse_domain(t, table) for t in replies]
 
-            self.run_batches("domain", rows, classify, model.name)
+            self.fill("domain", rows, classify, model.name)
 
-    def difficulty(self, rows: list[PoolRow], feature: str, grade: Grade) -> None:
-        if not self.pending(rows, feature):
+    def solve(self, rows: list[PoolRow], feature: str) -> None:
+        """The difficulty model's replies to the rows still missing `feature` (ungradable rows,
+        without a reference, are not asked)."""
+        name = f"reply/{feature}"
+        todo = []
+        for r in self.pending(rows, feature):
+            if (r["id"], name) in self.progress.done:
+                self.replies[(r["id"], feature)] = self.progress.done[(r["id"], name)]
+            elif r["solution"] is not None or r.get("answer") is not None:
+                todo.append(r)
+        if not todo:
             return
         model_cfg = self.settings.difficulty.models[feature]
         with chat_model(self.cfg, model_cfg, f"featurize.difficulty.models.{feature}") as model:
 
-            def solve(batch: list[PoolRow]) -> list[bool | None]:
-                gradable = [r for r in batch if r["solution"] is not None or r.get("answer")]
-                replies = model.reply(
-                    [[{"role": "user", "content": r["question"]}] for r in gradable],
+            def ask(batch: list[PoolRow]) -> list[str | None]:
+                return model.reply(
+                    [[{"role": "user", "content": r["question"]}] for r in batch],
                     int(self.settings.difficulty.max_tokens),
                     float(self.settings.difficulty.temperature),
                 )
-                by_id = dict(
-                    zip((r["id"] for r in gradable), grade(gradable, replies), strict=True)
-                )
-                return [by_id.get(r["id"]) for r in batch]
 
-            self.run_batches(feature, rows, solve, model.name)
+            def keep(r: PoolRow, reply: str | None) -> None:
+                self.replies[(r["id"], feature)] = reply
+
+            self.run_batches(name, todo, ask, model.name, keep)
 
     @contextmanager
     def grader(self) -> Iterator[Grade]:
-        """math-verify, or the configured judge model (loaded only if something needs grading)."""
+        """math-verify, or the configured judge model (loaded only when a grade is missing)."""
         judge_cfg = self.settings.get("judge")
         if not judge_cfg:
             yield math_verify_grade

@@ -291,7 +291,13 @@ def hub_pool(
     """
     from datasets import load_dataset
 
-    dataset = load_dataset(path, name, split=split, revision=revision)
+    try:
+        dataset = load_dataset(path, name, split=split, revision=revision)
+    except Exception as error:  # offline, gated, misspelt id
+        raise ConfigError(
+            f"data.pool.path={path!r}: cannot load split {split!r} ({error.__class__.__name__}: "
+            f"{str(error).splitlines()[0][:160]}); check access or use data=local"
+        ) from error
     records, available = list(dataset), list(dataset.column_names)
     mapping = column_map(format, columns)
     if traces:
