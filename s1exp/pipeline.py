@@ -122,10 +122,14 @@ def eval_key(cfg: DictConfig, model_key: str) -> str:
 
 
 def _choices() -> dict[str, str]:
+    """The axes' options (model=tiny, ...); options nested inside another group's config
+    (model@featurize.difficulty.models...) belong to that group and are left out."""
     if not HydraConfig.initialized():
         return {}
     return {
-        k: str(v) for k, v in HydraConfig.get().runtime.choices.items() if not k.startswith("hydra")
+        k: str(v)
+        for k, v in HydraConfig.get().runtime.choices.items()
+        if not k.startswith("hydra") and "@" not in k
     }
 
 

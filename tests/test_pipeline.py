@@ -62,7 +62,7 @@ def test_second_run_reuses_every_artifact(toy_run: Path, s1_env: dict, tmp_path:
     proc = run_s1exp([*FAST, "hydra.run.dir=again"], tmp_path, s1_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = json.loads((tmp_path / "again" / "results.json").read_text())
-    assert all(again["stages"][s]["reused"] for s in ("select", "train", "evaluate"))
+    assert all(again["stages"][s]["reused"] for s in ("featurize", "select", "train", "evaluate"))
     assert (model_dir / "model.safetensors").stat().st_mtime_ns == before
     assert "Trainer.fit" not in proc.stdout + proc.stderr
     assert again["metrics"] == first["metrics"]
@@ -82,7 +82,11 @@ def test_wandb_offline_run_holds_metrics_and_config(toy_run: Path):
 def test_wandb_train_run_logs_loss_lr_and_grad_norm(toy_run: Path):
     runs = [_inspect(d) for d in sorted((toy_run / "wandb").glob("offline-run-*"))]
     train = [r for r in runs if "train/loss" in r["summary"]]
-    assert len(train) == 1 and len(runs) == 2  # one train run, one eval run, in the job's dir
+    select = [r for r in runs if "select/selected" in r["summary"]]
+    assert len(train) == 1 and len(select) == 1 and len(runs) == 3  # + one eval run
+    report = json.loads((toy_run / "results.json").read_text())["stages"]["select"]["report"]
+    assert select[0]["summary"]["select/selected"] == report["funnel"]["selected"] == 300
+    assert select[0]["summary"]["select/difficulty"] == report["funnel"]["difficulty"]
     summary = train[0]["summary"]
     assert {"train/lr", "train/grad_norm"} <= set(summary)
     assert summary["train/grad_norm"] > 0 and summary["train/loss"] > 0

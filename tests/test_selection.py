@@ -243,6 +243,18 @@ def test_s1k_prefers_long_within_domain() -> None:
     assert 0.2 < first["q1"] / 2000 < 0.3
 
 
+def test_s1k_within_domain_pick_frequencies_match_two_to_minus_rank() -> None:
+    """Algorithm 1's first pick in a domain of 8 (rank 0 = longest) has P(r) = 2^-r / sum 2^-j,
+    checked for every rank within 4 standard errors over 8,000 seeded selections."""
+    m, n = 8, 8000
+    rows = [row(i, domain="only", thinking_tokens=1000 - 10 * i) for i in range(m)]
+    first = Counter(S1KSelection()(rows, 1, random.Random(s)).rows[0]["id"] for s in range(n))
+    total = sum(2.0**-j for j in range(m))
+    for rank in range(m):
+        p = 2.0**-rank / total
+        assert abs(first[f"q{rank}"] / n - p) < 4 * (p * (1 - p) / n) ** 0.5 + 1e-9, rank
+
+
 def test_ranks_recomputed_after_removal() -> None:
     # Two rows: after the first draw the remaining one has rank 0 and must be taken.
     rows = [row(0, thinking_tokens=10), row(1, thinking_tokens=20)]

@@ -179,7 +179,7 @@ def compose_ablation(name: str):
     ("ablation", "axis", "values", "reference"),
     [
         ("data_selection", "selection", "s1k,random,diverse,longest,full", "selection=s1k"),
-        ("dataset_size", "selection.size", "100,250,500,1000", "selection.size=1000"),
+        ("dataset_size", "selection.size", "250,500,1000,2000", "selection.size=1000"),
     ],
 )
 def test_table2_ablations_sweep_and_set_the_reference(ablation, axis, values, reference):

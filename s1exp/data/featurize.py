@@ -50,7 +50,11 @@ class Progress:
         self.path = path
         self.done: dict[tuple[str, str], Any] = {}
         if path.is_file():
-            for line in path.read_text().splitlines():
+            text = path.read_text()
+            if text and not text.endswith("\n"):  # a kill cut the last line: drop its fragment
+                text = text[: text.rfind("\n") + 1]
+                path.write_text(text)
+            for line in text.splitlines():
                 try:
                     entry = json.loads(line)
                 except json.JSONDecodeError:  # the line a kill cut short
@@ -98,6 +102,15 @@ class ChatModel:
             )
             for i in fits
         ]
+        if len(fits) < len(conversations):
+            log.warning(
+                "%s: %d of %d prompts do not fit its max_length=%d and get no reply (None); "
+                "raise that model's max_length",
+                self.name,
+                len(conversations) - len(fits),
+                len(conversations),
+                self.max_length,
+            )
         out: list[str | None] = [None] * len(conversations)
         completions = self.engine.generate([prompts_ids[i] for i in fits], params)
         for i, completion in zip(fits, completions, strict=True):
@@ -232,6 +245,8 @@ class Featurizer:
         self.domain(rows)
         for feature in DIFFICULTY_FIELDS:
             self.solve(rows, feature)
+        if not any(self.pending(rows, f) for f in ("teacher_correct", *DIFFICULTY_FIELDS)):
+            return rows  # nothing to grade: the judge is never loaded
         with self.grader() as grade:
             self.fill(
                 "teacher_correct", rows, lambda b: grade(b, [r["attempt"] for r in b]), "teacher"
