@@ -26,6 +26,22 @@ FAST = [
 ]
 
 
+# The venv's own wandb CLI: CI runs `.venv/bin/python -m pytest` without activating the venv.
+WANDB_CLI = str(Path(sys.executable).parent / "wandb")
+
+
+def wandb_inspect(run_dir: Path) -> dict:
+    """An offline W&B run as `wandb leet inspect` reads it: state, summary, config, tags."""
+    out = subprocess.run(
+        [WANDB_CLI, "leet", "inspect", "--summary", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
 def run_s1exp(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 900):
     """Run `python -m s1exp` as a user would; fail with its output if it exits non-zero."""
     proc = subprocess.run(

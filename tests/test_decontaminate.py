@@ -12,7 +12,6 @@ from s1exp.data.decontaminate import (
     NgramIndex,
     check_ngram,
     decontaminate,
-    decontaminate_chained,
     drop_exact_duplicates,
     normalize,
     word_ngrams,
@@ -144,37 +143,6 @@ def test_index_first_match_names_the_first_reference_holding_the_ngram() -> None
     match = index.first_match(f"the {EIGHT}")
     assert match is not None and match.reference == 1 and " ".join(match.ngram) == EIGHT
     assert index.first_match("nothing shared with any reference at all, not even close") is None
-
-
-def test_chained_sources_check_later_sources_against_earlier_kept_rows() -> None:
-    shared = "a train leaves the station at noon travelling east at sixty miles"
-    contaminated = f"Source A asks: {EIGHT} and {shared}."
-    source_a = [
-        row(0, f"First: {shared}.", "A"),
-        row(1, f"Second, same source: {shared}!", "A"),  # same source: not checked against q0
-        row(2, contaminated, "A"),  # dropped by the benchmark, so it never joins
-    ]
-    source_b = [
-        row(3, f"Later source repeats: {shared}?", "B"),  # overlaps kept q0 -> dropped
-        row(4, "A fresh question about prime gaps below one hundred and their sizes.", "B"),
-    ]
-    kept, dropped = decontaminate_chained([source_a, source_b], [BENCH])
-    assert ids(kept) == ["q0", "q1", "q4"]
-    assert [(d["id"], d["reference_index"], d["matched_id"]) for d in dropped] == [
-        ("q2", 0, None),
-        ("q3", None, "q0"),
-    ]
-    # Plain decontamination keeps q3: only the benchmark counts there.
-    plain_kept, _ = decontaminate(source_a + source_b, [BENCH])
-    assert ids(plain_kept) == ["q0", "q1", "q3", "q4"]
-
-
-def test_chained_rows_that_overlap_only_a_dropped_row_are_kept() -> None:
-    tail = "whose digits sum to nineteen when written in base ten notation"
-    source_a = [row(0, f"{EIGHT} {tail}", "A")]  # contaminated: dropped, so `tail` never joins
-    source_b = [row(1, f"Count the integers {tail}.", "B")]
-    kept, dropped = decontaminate_chained([source_a, source_b], [BENCH])
-    assert ids(kept) == ["q1"] and ids(dropped) == ["q0"]
 
 
 def test_speed_59k_questions_against_700_references() -> None:

@@ -3,26 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from conftest import FAST, run_s1exp
-
-# The venv's own wandb CLI: CI runs `.venv/bin/python -m pytest` without activating the venv.
-WANDB_CLI = str(Path(sys.executable).parent / "wandb")
-
-
-def _inspect(run_dir: Path) -> dict:
-    out = subprocess.run(
-        [WANDB_CLI, "leet", "inspect", "--summary", "--json", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
+from conftest import FAST, run_s1exp, wandb_inspect
 
 SAMPLE_FIELDS = {
     "id",
@@ -70,7 +53,7 @@ def test_second_run_reuses_every_artifact(toy_run: Path, s1_env: dict, tmp_path:
 
 def test_wandb_offline_run_holds_metrics_and_config(toy_run: Path):
     results = json.loads((toy_run / "results.json").read_text())
-    run = _inspect(Path(results["wandb_dir"]))
+    run = wandb_inspect(Path(results["wandb_dir"]))
     assert run["state"] == "finished"
     assert run["summary"]["eval/accuracy"] == results["metrics"]["accuracy"]
     assert run["summary"]["eval/thinking_tokens"] == results["metrics"]["thinking_tokens"]
@@ -80,7 +63,7 @@ def test_wandb_offline_run_holds_metrics_and_config(toy_run: Path):
 
 
 def test_wandb_train_run_logs_loss_lr_and_grad_norm(toy_run: Path):
-    runs = [_inspect(d) for d in sorted((toy_run / "wandb").glob("offline-run-*"))]
+    runs = [wandb_inspect(d) for d in sorted((toy_run / "wandb").glob("offline-run-*"))]
     train = [r for r in runs if "train/loss" in r["summary"]]
     select = [r for r in runs if "select/selected" in r["summary"]]
     assert len(train) == 1 and len(select) == 1 and len(runs) == 3  # + one eval run

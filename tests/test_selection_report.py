@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import wandb_inspect
 from omegaconf import OmegaConf
 
 from s1exp.data.report import STAGES, format_funnel, stage_label, write_selection_report
 from s1exp.track import log_selection
 
-WANDB_CLI = str(Path(sys.executable).parent / "wandb")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 PAPER_FUNNEL = {
@@ -150,17 +148,6 @@ def _cfg(enabled: bool) -> OmegaConf:
     )
 
 
-def _inspect(run_dir: Path) -> dict:
-    out = subprocess.run(
-        [WANDB_CLI, "leet", "inspect", "--summary", "--json", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
-
-
 def test_log_selection_writes_an_offline_run_with_the_funnel(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     sel = tmp_path / "selection"
@@ -172,7 +159,7 @@ def test_log_selection_writes_an_offline_run_with_the_funnel(tmp_path: Path, mon
 
     wandb_dir = log_selection(_cfg(True), run_dir, report, sel, ["selection=test"])
     assert wandb_dir is not None and Path(wandb_dir).parent == run_dir / "wandb"
-    run = _inspect(Path(wandb_dir))
+    run = wandb_inspect(Path(wandb_dir))
     assert run["state"] == "finished"
     for stage, count in funnel.items():
         assert run["summary"][f"select/{stage}"] == count

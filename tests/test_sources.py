@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from s1exp.data.schema import FEATURE_FIELDS, POOL_FIELDS
-from s1exp.data.sources import column_map, detect_format, local_pool, to_pool_rows
+from s1exp.data.sources import column_map, detect_format, hub_pool, local_pool, to_pool_rows
 from s1exp.data.toy import make_pool
 from s1exp.errors import ConfigError
 
@@ -473,3 +473,49 @@ def test_cli_missing_column_is_one_line_and_exit_2(cli_missing_column: dict[str,
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert len(errors) == 1 and "data.pool.columns" in errors[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_hub_pool_reads_a_dataset_folder_and_joins_traces_by_question(tmp_path: Path):
+    """data=featurized59k's path through `datasets.load_dataset` (a local dataset folder stands
+    in for the hub): features come from the featurized pool, traces from the 59K pool by exact
+    question; a question without a trace keeps None (quality 1 drops it), not a wrong trace."""
+    featurized = tmp_path / "featurized"
+    traces = tmp_path / "traces"
+    featurized.mkdir()
+    traces.mkdir()
+    rows = [
+        {
+            "question": f"Question {i}?",
+            "solution": f"S{i}",
+            "cot_type": "math",
+            "source_type": "qfq/openaimath/Algebra",
+            "metadata": "{'level': 3}",
+            "cot": None,
+            "domain": "Number theory",
+            "isgeminicorrect": True,
+            "isqwen7bcorrect": None if i == 1 else False,
+            "isqwen32bcorrect": i == 2,
+            "gemini_length": 100 + i,
+        }
+        for i in range(3)
+    ]
+    with_traces = [
+        {"question": f"Question {i}?", "thinking_trajectories": [f"T{i}"], "attempt": f"A{i}"}
+        for i in (2, 0)
+    ]
+    (featurized / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (traces / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in with_traces))
+    pool = hub_pool(
+        str(featurized), "train", "featurized59k", traces={"path": str(traces), "split": "train"}
+    )
+    assert [(r["thinking"], r["attempt"]) for r in pool] == [
+        ("T0", "A0"),
+        (None, None),
+        ("T2", "A2"),
+    ]
+    assert [r["base_small_correct"] for r in pool] == [False, None, False]
+    assert [r["base_large_correct"] for r in pool] == [False, False, True]
+    assert [r["thinking_tokens"] for r in pool] == [100, 101, 102]
+    assert pool[0]["metadata"] == {"level": 3} and pool[0]["id"] == "featurized-0"
+    with pytest.raises(ConfigError, match="data.pool.path"):
+        hub_pool(str(tmp_path / "absent"), "train", "s1k")

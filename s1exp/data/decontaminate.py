@@ -14,14 +14,12 @@ What s1exp does, against S1_DATA section 3:
 - Only the question text is compared (``field``), never solutions or teacher traces.
 - Exact duplicates: a later row whose question string equals an earlier one is dropped (exact
   string equality, no normalization), as s1 did after concatenating its sources.
-- s1 also added each processed source's surviving questions to the reference list, so a later
-  source was checked against the earlier ones (a cross-source near-duplicate filter; questions
-  within one source are not checked against each other). `decontaminate_chained` offers this for
-  pools built source by source; the caller passes the sources in s1's processing order. The
-  released 59K pool already went through it, so re-running it there changes little; it matters
-  for pools assembled from new sources.
-
 What it does not do:
+
+- s1 also added each processed source's surviving questions to the reference list, so a later
+  source was checked against the earlier ones (a cross-source near-duplicate filter). The
+  released pools already went through it; s1exp loads one pool, so only the benchmark
+  references and exact duplicates are applied.
 
 - s1 dropped GPQA-extended rows whose question equals a GPQA Diamond question exactly. That is
   covered by the 8-gram check for every diamond question of 8 words or more, and the pool's GPQA
@@ -56,7 +54,7 @@ class Dropped(TypedDict):
     reason: Literal["ngram_overlap", "exact_duplicate"]
     ngram: str | None  # the shared n-gram, words joined by one space
     reference_index: int | None  # index into `references` when a benchmark question matched
-    matched_id: str | None  # id of the earlier pool row that matched (chained / duplicate)
+    matched_id: str | None  # id of the earlier pool row it duplicates
 
 
 @dataclass(frozen=True)
@@ -182,43 +180,6 @@ def decontaminate(
         match = index.first_match(text)
         assert match is not None  # overlaps() found one
         dropped.append(_overlap_drop(row, match, match.reference, None))
-    return kept, dropped
-
-
-def decontaminate_chained(
-    sources: Sequence[list[Row]],
-    references: Sequence[str],
-    n: int = DEFAULT_NGRAM,
-    field: str = "question",
-) -> tuple[list[Row], list[Dropped]]:
-    """s1's source-by-source decontamination: each source is checked against the references and
-    the kept rows of all earlier sources, then its own kept rows join the reference list.
-
-    Rows within one source are not checked against each other. Returns (kept, dropped), sources
-    concatenated in the given order. A drop caused by an earlier source names that row's id in
-    matched_id (reference_index is None); a benchmark match names reference_index. The index
-    then holds every pool n-gram: about 1 GB and 6 s for a 59K pool of ~80-word questions.
-    """
-    index = NgramIndex(references, n)
-    row_ids: dict[int, str | None] = {}  # index position of an added pool row -> its id
-    kept: list[Row] = []
-    dropped: list[Dropped] = []
-    for source in sources:
-        kept_here: list[Row] = []
-        for row in source:
-            text = _text(row, field)
-            if not index.overlaps(text):
-                kept_here.append(row)
-                continue
-            match = index.first_match(text)
-            assert match is not None  # overlaps() found one
-            if match.reference < len(references):
-                dropped.append(_overlap_drop(row, match, match.reference, None))
-            else:
-                dropped.append(_overlap_drop(row, match, None, row_ids[match.reference]))
-        for row in kept_here:
-            row_ids[index.add(_text(row, field))] = row.get("id")
-        kept.extend(kept_here)
     return kept, dropped
 
 
