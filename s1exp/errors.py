@@ -47,3 +47,9 @@ def config_error_cause(error: BaseException) -> ConfigError | None:
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
+
+
+def brief(error: BaseException) -> str:
+    """An underlying error in one short line, to quote inside a ConfigError's message."""
+    lines = str(error).strip().splitlines()
+    return f"{error.__class__.__name__}: {lines[0][:160] if lines else ''}"

@@ -14,10 +14,32 @@ from s1exp.store import config_key
 
 EVAL_ONLY_MODEL_KEYS = ("tensor_parallel_size", "architecture")
 
+# Engine settings that change speed but not outputs stay out of the eval key. The tensor-parallel
+# size is not one of them: on GPUs it changes the reduction order, hence the tokens.
+SPEED_ONLY_ENGINE_KEYS = frozenset(
+    {
+        "batch_size",
+        "device",
+        "gpu_memory_utilization",
+        "enforce_eager",
+        "enable_prefix_caching",
+        "kv_cache_space",
+        "block_size",
+    }
+)
+
+# Featurize settings that change where and how fast, not which features come out.
+SPEED_ONLY_FEATURIZE_KEYS = frozenset({"isolate", "batch_rows"})
+
 
 def features_key(cfg: DictConfig) -> str:
     """The decontaminated, featurized pool: the data source and how features are computed."""
-    return config_key("features", cfg.data, cfg.featurize)
+    featurize = OmegaConf.to_container(cfg.featurize, resolve=True)
+    featurize = {k: v for k, v in featurize.items() if k not in SPEED_ONLY_FEATURIZE_KEYS}
+    featurize["engine"] = {
+        k: v for k, v in featurize["engine"].items() if k not in SPEED_ONLY_ENGINE_KEYS
+    }
+    return config_key("features", cfg.data, featurize)
 
 
 def selection_key(cfg: DictConfig) -> str:

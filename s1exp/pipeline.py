@@ -23,8 +23,8 @@ from transformers import AutoTokenizer
 from s1exp import keys, plan, preflight, track
 from s1exp.data.curate import SELECTION_FILE, build_features, build_selection
 from s1exp.data.format import token_ids, training_example
-from s1exp.evaluate.isolated import evaluate_in_subprocess
 from s1exp.evaluate.run import evaluate
+from s1exp.isolated import evaluate_in_subprocess, features_in_subprocess, isolate
 from s1exp.store import (
     Artifact,
     ArtifactStore,
@@ -35,20 +35,6 @@ from s1exp.store import (
 from s1exp.train.ranks import FitSignal, process_rank
 
 log = logging.getLogger(__name__)
-
-# Engine settings that change speed but not outputs stay out of the eval key. The tensor-parallel
-# size is not one of them: on GPUs it changes the reduction order, hence the tokens.
-SPEED_ONLY_ENGINE_KEYS = frozenset(
-    {
-        "batch_size",
-        "device",
-        "gpu_memory_utilization",
-        "enforce_eager",
-        "enable_prefix_caching",
-        "kv_cache_space",
-        "block_size",
-    }
-)
 
 
 def train_stage(
@@ -116,7 +102,7 @@ def eval_key(cfg: DictConfig, model_key: str) -> str:
     engine = {
         k: v
         for k, v in resolve_engine_settings(cfg.engine).items()
-        if k not in SPEED_ONLY_ENGINE_KEYS
+        if k not in keys.SPEED_ONLY_ENGINE_KEYS
     }
     return config_key("eval", model_key, cfg.benchmark, cfg.method, engine)
 
@@ -183,17 +169,19 @@ def prepare_model(
     stages: dict[str, Any] = {}
     start = time.perf_counter()
     feat_key = keys.features_key(cfg)
+    featurize = features_in_subprocess if isolate(cfg.featurize.isolate) else build_features
     progress = store.root / "features" / f".progress-{feat_key}.jsonl"  # survives a kill
     features = store.get_or_build(
         "features",
         feat_key,
-        lambda out: build_features(cfg, out, progress),
+        lambda out: featurize(cfg, out, progress),
         describe={
             "data": OmegaConf.to_container(cfg.data, resolve=True),
             "featurize": OmegaConf.to_container(cfg.featurize, resolve=True),
         },
     )
     stages["featurize"] = _stage_record(features, time.perf_counter() - start)
+    stages["featurize"]["pid"] = read_json(features.path / "features.json", {}).get("pid")
 
     start = time.perf_counter()
     selection = store.get_or_build(

@@ -461,3 +461,30 @@ def test_cli_selection_larger_than_pool_exits_2_before_publishing(
     one_error_line(proc, "selection.size")
     assert len(published(tmp_path / "store", "features")) == 1, "features come before selection"
     assert published(tmp_path / "store", "selection") == []
+
+
+def test_isolated_featurize_runs_in_its_own_process_with_the_same_key(
+    tmp_path: Path, env: dict[str, str]
+):
+    """featurize.isolate=true (auto on GPUs) builds the features in a child process, so a vLLM
+    engine's memory is gone before training; the artifact key ignores where it ran."""
+    overrides = local_data(tmp_path, make_pool(30, 0), env["S1EXP_CACHE"])
+    in_process = keys.features_key(compose_cfg([*overrides, "featurize.isolate=false"]))
+    assert keys.features_key(compose_cfg([*overrides, "featurize.isolate=true"])) == in_process
+    args = [
+        *overrides,
+        "featurize.isolate=true",
+        "selection.size=5",
+        "train=none",
+        "model.base.pretrain.examples=1500",  # the session's tiny base model (conftest FAST)
+        "benchmark.size=2",
+        "logger=none",
+        f"hydra.run.dir={tmp_path / 'run'}",
+    ]
+    proc = run_s1exp(args, tmp_path, env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    featurize = results["stages"]["featurize"]
+    assert featurize["key"] == in_process and not featurize["reused"]
+    assert featurize["pid"] != results["pid"]
+    assert summary_of(Path(featurize["path"]))["funnel"]["pool"] == 30

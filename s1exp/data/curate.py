@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import shutil
 from pathlib import Path
@@ -23,7 +24,7 @@ from s1exp.data.decontaminate import decontaminate, drop_exact_duplicates
 from s1exp.data.featurize import Featurizer, Progress
 from s1exp.data.report import format_funnel, write_selection_report
 from s1exp.data.schema import FEATURE_FIELDS, PoolRow
-from s1exp.errors import ConfigError
+from s1exp.errors import ConfigError, brief
 from s1exp.store import read_jsonl, write_json_atomic, write_jsonl_atomic
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,8 @@ def benchmark_questions(cfg: DictConfig) -> list[str]:
         except Exception as error:  # offline hub, gated dataset, missing file
             raise ConfigError(
                 f"data.decontaminate.benchmarks.{name}: cannot load its questions "
-                f"({error.__class__.__name__}: {str(error).splitlines()[0][:160]}); fix access "
-                f"or remove it with ~data.decontaminate.benchmarks.{name}"
+                f"({brief(error)}); fix access or remove it with "
+                f"~data.decontaminate.benchmarks.{name}"
             ) from error
         log.info("decontaminate against %s: %d questions", name, len(items))
         questions.extend(item["question"] for item in items)
@@ -67,6 +68,7 @@ def build_features(cfg: DictConfig, out: Path, progress_path: Path) -> None:
     featurizer = Featurizer(cfg, progress)
     featurizer(rows)
     summary = {
+        "pid": os.getpid(),  # which process featurized (s1exp.isolated)
         "funnel": funnel,
         "computed": featurizer.computed,
         "resumed": progress.resumed,

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from transformers import AutoTokenizer
 from s1exp.data import prompts
 from s1exp.data.format import token_ids
 from s1exp.data.schema import PoolRow
-from s1exp.errors import ConfigError
+from s1exp.errors import ConfigError, brief
 from s1exp.evaluate.grading import exact_match, extract_answer, math_equal
 from s1exp.infer.engine import SamplingParams
 
@@ -81,9 +82,14 @@ class ChatModel:
     max_length: int
 
     def reply(
-        self, conversations: list[list[dict[str, str]]], max_tokens: int, temperature: float
+        self,
+        conversations: list[list[dict[str, str]]],
+        max_tokens: int,
+        temperature: float,
+        seeds: Sequence[int] | None = None,
     ) -> list[str | None]:
-        """One reply per conversation; None where the prompt leaves no room to answer."""
+        """One reply per conversation; None where the prompt leaves no room to answer. `seeds`
+        (one per conversation) keep a sampled reply the same however rows are batched."""
         prompts_ids = [
             token_ids(
                 self.tokenizer,
@@ -98,7 +104,7 @@ class ChatModel:
                 max_tokens=min(max_tokens, self.max_length - len(prompts_ids[i])),
                 stop_token_ids=stops,
                 temperature=temperature,
-                seed=i,
+                seed=seeds[i] if seeds is not None else i,
             )
             for i in fits
         ]
@@ -117,6 +123,11 @@ class ChatModel:
             ids = [t for t in completion.token_ids if t not in stops]
             out[i] = self.tokenizer.decode(ids, skip_special_tokens=False)
         return out
+
+
+def row_seed(seed: int, row_id: str) -> int:
+    """A sampling seed fixed by the run's seed and the row, not by its place in a batch."""
+    return (int(seed) * 1_000_003 + zlib.crc32(row_id.encode())) % (2**31)
 
 
 def stop_ids(tokenizer: Any) -> list[int]:
@@ -151,8 +162,8 @@ def load_model(cfg: DictConfig, model_cfg: DictConfig, what: str) -> tuple[str, 
         raise
     except Exception as error:  # a hub id that is not there, a broken local checkpoint
         raise ConfigError(
-            f"{what}: cannot load model {model_cfg.get('name')!r} ({error.__class__.__name__}: "
-            f"{str(error).splitlines()[0][:160]}); pick another model for {what}"
+            f"{what}: cannot load model {model_cfg.get('name')!r} ({brief(error)}); pick "
+            f"another model for {what}"
         ) from error
 
 
@@ -315,6 +326,7 @@ class Featurizer:
                     [[{"role": "user", "content": r["question"]}] for r in batch],
                     int(self.settings.difficulty.max_tokens),
                     float(self.settings.difficulty.temperature),
+                    [row_seed(self.cfg.seed, r["id"]) for r in batch],
                 )
 
             def keep(r: PoolRow, reply: str | None) -> None:

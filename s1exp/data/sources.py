@@ -18,7 +18,7 @@ from typing import Any
 
 from s1exp.data import toy
 from s1exp.data.schema import POOL_FIELDS, PoolRow
-from s1exp.errors import ConfigError
+from s1exp.errors import ConfigError, brief
 
 # Pool field -> column, per published schema (S1_DATA section 1). Fields a schema lacks are left
 # for the featurize stage to compute.
@@ -295,8 +295,8 @@ def hub_pool(
         dataset = load_dataset(path, name, split=split, revision=revision)
     except Exception as error:  # offline, gated, misspelt id
         raise ConfigError(
-            f"data.pool.path={path!r}: cannot load split {split!r} ({error.__class__.__name__}: "
-            f"{str(error).splitlines()[0][:160]}); check access or use data=local"
+            f"data.pool.path={path!r}: cannot load split {split!r} ({brief(error)}); check "
+            f"access or use data=local"
         ) from error
     records, available = list(dataset), list(dataset.column_names)
     mapping = column_map(format, columns)
