@@ -44,6 +44,14 @@ def check_gpu_only(cfg: DictConfig) -> None:
         )
 
 
+def check_required(cfg: DictConfig) -> None:
+    """Settings a config leaves for the user (`???`, e.g. data=local's data.pool.path)."""
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        fixes = " ".join(f"{key}=<value>" for key in missing)
+        raise ConfigError(f"{', '.join(missing)} must be set: add {fixes} to the command")
+
+
 def check_batch(cfg: DictConfig) -> None:
     """The global batch must split evenly over data-parallel ranks and micro-batches."""
     from hydra.utils import instantiate
@@ -90,6 +98,7 @@ def check_fits(cfg: DictConfig) -> None:
 
 
 CHECKS: list[Callable[[DictConfig], None]] = [
+    check_required,
     check_gpu_only,
     check_batch,
     check_tensor_parallel,

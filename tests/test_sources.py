@@ -519,3 +519,14 @@ def test_hub_pool_reads_a_dataset_folder_and_joins_traces_by_question(tmp_path: 
     assert pool[0]["metadata"] == {"level": 3} and pool[0]["id"] == "featurized-0"
     with pytest.raises(ConfigError, match="data.pool.path"):
         hub_pool(str(tmp_path / "absent"), "train", "s1k")
+
+
+def test_data_local_without_a_path_is_refused_before_anything_runs():
+    from hydra import compose, initialize_config_dir
+
+    from s1exp import preflight
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["data=local"])
+    with pytest.raises(ConfigError, match=r"data\.pool\.path must be set.*path=<value>"):
+        preflight.check(cfg)
