@@ -143,7 +143,10 @@ def stop_ids(tokenizer: Any) -> list[int]:
 def chat_model(cfg: DictConfig, model_cfg: DictConfig, what: str) -> Iterator[ChatModel]:
     """Load `model_cfg` into the featurize engine; `what` names the setting in errors."""
     path, tokenizer = load_model(cfg, model_cfg, what)
-    engine = instantiate(cfg.featurize.engine, model_path=path, max_model_len=model_cfg.max_length)
+    sizing = {"max_model_len": model_cfg.max_length}
+    if "tensor_parallel_size" in cfg.featurize.engine:  # vLLM: this model's GPUs per replica
+        sizing["tensor_parallel_size"] = model_cfg.get("tensor_parallel_size", 1)
+    engine = instantiate(cfg.featurize.engine, model_path=path, **sizing)
     try:
         yield ChatModel(str(model_cfg.get("name", path)), tokenizer, engine, model_cfg.max_length)
     finally:
