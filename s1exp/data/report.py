@@ -39,6 +39,7 @@ STAGES: dict[str, tuple[str, bool]] = {
     "quality1": ("quality 1: API errors dropped", False),
     "quality2": ("quality 2: formatting problems dropped", False),
     "difficulty": ("difficulty: questions a base model solves dropped", False),
+    "with_trace": ("with a trace: rows without one dropped (59K-full)", False),
     "preselected": ("pre-selected: benchmark-like rows", True),
     "candidates": ("diversity candidates: the rest", True),
     "selected": ("selected", True),
