@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import run_s1exp
 
 from s1exp.data.schema import FEATURE_FIELDS, POOL_FIELDS
 from s1exp.data.sources import column_map, detect_format, hub_pool, local_pool, to_pool_rows
@@ -447,14 +446,7 @@ def cli_missing_column(tmp_path_factory: pytest.TempPathFactory) -> dict[str, An
         f"paths.cache={tmp / 'cache'}",
         f"hydra.run.dir={tmp / 'run'}",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "s1exp", *args],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_s1exp(args, tmp, env, timeout=300)
     return {"proc": proc, "store": tmp / "store"}
 
 
