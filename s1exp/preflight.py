@@ -46,7 +46,12 @@ def check_gpu_only(cfg: DictConfig) -> None:
 
 def check_required(cfg: DictConfig) -> None:
     """Settings a config leaves for the user (`???`, e.g. data=local's data.pool.path)."""
-    missing = sorted(OmegaConf.missing_keys(cfg))
+    missing = sorted(  # the job's own settings; `hydra` (launcher side) resolves only in a job
+        path  # full dotted paths from the root
+        for key in cfg
+        if key != "hydra" and OmegaConf.is_config(cfg[key])
+        for path in OmegaConf.missing_keys(cfg[key])
+    )
     if missing:
         fixes = " ".join(f"{key}=<value>" for key in missing)
         raise ConfigError(f"{', '.join(missing)} must be set: add {fixes} to the command")

@@ -520,5 +520,5 @@ def test_data_local_without_a_path_is_refused_before_anything_runs():
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=["data=local"])
-    with pytest.raises(ConfigError, match=r"data\.pool\.path must be set.*path=<value>"):
+    with pytest.raises(ConfigError, match=r"^data\.pool\.path must be set.*path=<value>"):
         preflight.check(cfg)
