@@ -32,13 +32,20 @@ SPEED_ONLY_ENGINE_KEYS = frozenset(
 SPEED_ONLY_FEATURIZE_KEYS = frozenset({"isolate", "batch_rows"})
 
 
+def engine_output_settings(engine_cfg: DictConfig) -> dict:
+    """The engine settings that change its tokens, as it will run them on this machine (`auto`
+    resolved): the part of an engine config that evaluation and featurize keys hold."""
+    from s1exp.infer.vllm_engine import resolve_engine_settings  # vLLM itself is not imported
+
+    settings = resolve_engine_settings(engine_cfg)
+    return {k: v for k, v in settings.items() if k not in SPEED_ONLY_ENGINE_KEYS}
+
+
 def features_key(cfg: DictConfig) -> str:
     """The decontaminated, featurized pool: the data source and how features are computed."""
     featurize = OmegaConf.to_container(cfg.featurize, resolve=True)
     featurize = {k: v for k, v in featurize.items() if k not in SPEED_ONLY_FEATURIZE_KEYS}
-    featurize["engine"] = {
-        k: v for k, v in featurize["engine"].items() if k not in SPEED_ONLY_ENGINE_KEYS
-    }
+    featurize["engine"] = engine_output_settings(cfg.featurize.engine)
     return config_key("features", cfg.data, featurize)
 
 

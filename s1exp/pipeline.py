@@ -29,6 +29,7 @@ from s1exp.store import (
     Artifact,
     ArtifactStore,
     config_key,
+    read_json,
     read_jsonl,
     write_json_atomic,
 )
@@ -97,13 +98,7 @@ def helper_rank_train(
 
 def eval_key(cfg: DictConfig, model_key: str) -> str:
     """The engine's settings as it will run them (`auto` resolved for this machine) are keyed."""
-    from s1exp.infer.vllm_engine import resolve_engine_settings  # vLLM itself is not imported
-
-    engine = {
-        k: v
-        for k, v in resolve_engine_settings(cfg.engine).items()
-        if k not in keys.SPEED_ONLY_ENGINE_KEYS
-    }
+    engine = keys.engine_output_settings(cfg.engine)
     return config_key("eval", model_key, cfg.benchmark, cfg.method, engine)
 
 
@@ -121,10 +116,6 @@ def _choices() -> dict[str, str]:
 
 def _tags() -> list[str]:
     return [f"{k}={v}" for k, v in sorted(_choices().items())]
-
-
-def read_json(path: Path, default: Any) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else default
 
 
 def _stage_record(artifact: Artifact, seconds: float) -> dict[str, Any]:

@@ -104,6 +104,11 @@ def write_jsonl_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
+def read_json(path: Path, default: Any = None) -> Any:
+    """A JSON file's value, or `default` when there is no such file."""
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open() as f:
         return [json.loads(line) for line in f if line.strip()]

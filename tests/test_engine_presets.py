@@ -69,6 +69,23 @@ def test_eval_key_holds_the_resolved_dtype_and_the_tensor_parallel_size():
     assert key("engine.enforce_eager=false") == key("engine.enforce_eager=true") == base
 
 
+def test_features_key_holds_the_featurize_engine_as_it_runs():
+    """featurize=s1 runs on vLLM with dtype auto: bf16 on a GPU, float32 here, so a pool
+    featurized on one must not be reused as if featurized on the other; speed settings aside."""
+    from s1exp.keys import features_key
+
+    def key(*overrides: str) -> str:
+        return features_key(_compose("featurize=s1", *overrides))
+
+    base = key()
+    here = "bfloat16" if CUDA else "float32"
+    other = "float32" if CUDA else "bfloat16"
+    assert key(f"featurize.engine.dtype={here}") == base
+    assert key(f"featurize.engine.dtype={other}") != base
+    assert key("featurize.engine.gpu_memory_utilization=0.5") == base
+    assert key("featurize.batch_rows=8") == key("featurize.isolate=true") == base
+
+
 def test_engine_passes_resolved_values_to_vllm(monkeypatch: pytest.MonkeyPatch):
     """vLLM's own dtype="auto" means the checkpoint's dtype: the engine must never pass it on."""
     vllm = pytest.importorskip("vllm")

@@ -9,7 +9,6 @@ publish through the artifact store, so a failed or killed stage leaves nothing h
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
@@ -25,7 +24,7 @@ from s1exp.data.featurize import Featurizer, Progress
 from s1exp.data.report import format_funnel, write_selection_report
 from s1exp.data.schema import FEATURE_FIELDS, PoolRow
 from s1exp.errors import ConfigError, brief
-from s1exp.store import read_jsonl, write_json_atomic, write_jsonl_atomic
+from s1exp.store import read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +88,7 @@ def build_features(cfg: DictConfig, out: Path, progress_path: Path) -> None:
 def build_selection(cfg: DictConfig, features: Path, out: Path) -> dict[str, Any]:
     """Select from the featurized pool; write the rows, the funnel and the report into `out`."""
     rows = read_jsonl(features / POOL_FILE)
-    upstream = read_features_summary(features)["funnel"]
+    upstream = read_json(features / "features.json")["funnel"]
     strategy = instantiate(cfg.selection.strategy)
     selected = strategy(rows, cfg.selection.size, random.Random(cfg.selection.seed))
     funnel = upstream | {k: v for k, v in selected.funnel.items() if k != "pool"}
@@ -97,7 +96,3 @@ def build_selection(cfg: DictConfig, features: Path, out: Path) -> dict[str, Any
     write_jsonl_atomic(out / SELECTION_FILE, selected.rows)
     write_json_atomic(out / "funnel.json", funnel)
     return write_selection_report(selected.rows, funnel, out)
-
-
-def read_features_summary(features: Path) -> dict[str, Any]:
-    return json.loads((features / "features.json").read_text())
