@@ -60,7 +60,7 @@ def main() -> None:
         print(f"{stage:<22}{seconds:>10.1f}{seconds / wall:>8.1%}")
     other = wall - accounted
     print(f"{'startup/W&B/other':<22}{other:>10.1f}{other / wall:>8.1%}")
-    gen = [j["metrics"] for j in jobs]
+    gen = [m for j in jobs for m in j["metrics"].values()]
     tps = sum(m["generated_tokens_per_s"] for m in gen) / len(gen)
     print(f"eval generation: {tps:.0f} tok/s mean over jobs (transformers engine)")
     for job in jobs:

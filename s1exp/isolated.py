@@ -6,7 +6,7 @@ a vLLM engine that featurized the pool leaves memory the trainer then lacks. A c
 clean and hands every byte back when it exits. It gets the resolved config in a file and writes
 into the same artifact folder as the in-process stage would.
 
-    python -m s1exp.isolated evaluate CONFIG.yaml MODEL_PATH OUT_DIR
+    python -m s1exp.isolated evaluate CONFIG.yaml MODEL_PATH BENCHMARK=OUT_DIR [...]
     python -m s1exp.isolated features CONFIG.yaml OUT_DIR PROGRESS_FILE
 """
 
@@ -73,18 +73,18 @@ def run_in_subprocess(stage: str, cfg: DictConfig, *args: str) -> None:
         raise RuntimeError(f"the {stage} process failed (exit code {code}); its log is above")
 
 
-def evaluate_in_subprocess(cfg: DictConfig, model_path: str, out_dir: Path) -> None:
-    run_in_subprocess("evaluate", cfg, model_path, str(out_dir))
+def evaluate_in_subprocess(cfg: DictConfig, model_path: str, outs: dict[str, Path]) -> None:
+    run_in_subprocess("evaluate", cfg, model_path, *(f"{n}={out}" for n, out in outs.items()))
 
 
 def features_in_subprocess(cfg: DictConfig, out_dir: Path, progress: Path) -> None:
     run_in_subprocess("features", cfg, str(out_dir), str(progress))
 
 
-def _evaluate(cfg: DictConfig, model_path: str, out_dir: str) -> None:
+def _evaluate(cfg: DictConfig, model_path: str, *outs: str) -> None:
     from s1exp.evaluate.run import evaluate
 
-    evaluate(cfg, model_path, Path(out_dir))
+    evaluate(cfg, model_path, {n: Path(out) for n, out in (o.split("=", 1) for o in outs)})
 
 
 def _features(cfg: DictConfig, out_dir: str, progress: str) -> None:

@@ -19,6 +19,7 @@ EVAL_ONLY_MODEL_KEYS = ("tensor_parallel_size", "architecture")
 SPEED_ONLY_ENGINE_KEYS = frozenset(
     {
         "batch_size",
+        "max_num_seqs",
         "device",
         "gpu_memory_utilization",
         "enforce_eager",
@@ -27,6 +28,11 @@ SPEED_ONLY_ENGINE_KEYS = frozenset(
         "block_size",
     }
 )
+# ...except where the batch shape changes the numerics: it picks the matmul kernels and their
+# reduction order (and CUDA graphs pad batches to captured sizes), so greedy tokens can change with
+# it on CUDA and in bf16 on CPUs too (bench/batch_numerics.py; docs/gpu.md has the numbers). Only
+# fp32 on CPUs gave the same tokens at every batch size, so only there are these speed-only.
+BATCH_NUMERICS_KEYS = frozenset({"batch_size", "max_num_seqs", "enforce_eager"})
 
 # Featurize settings that change where and how fast, not which features come out.
 SPEED_ONLY_FEATURIZE_KEYS = frozenset({"isolate", "batch_rows"})
@@ -38,7 +44,31 @@ def engine_output_settings(engine_cfg: DictConfig) -> dict:
     from s1exp.infer.vllm_engine import resolve_engine_settings  # vLLM itself is not imported
 
     settings = resolve_engine_settings(engine_cfg)
-    return {k: v for k, v in settings.items() if k not in SPEED_ONLY_ENGINE_KEYS}
+    invariant = settings.get("dtype") == "float32" and not runs_on_cuda(settings)
+    speed_only = SPEED_ONLY_ENGINE_KEYS - (set() if invariant else BATCH_NUMERICS_KEYS)
+    return {k: v for k, v in settings.items() if k not in speed_only}
+
+
+def runs_on_cuda(settings: dict) -> bool:
+    """Whether an engine with these settings generates on a CUDA device on this machine."""
+    device = str(settings.get("device") or "auto")
+    if device == "auto":
+        import torch
+
+        return torch.cuda.is_available()
+    return device.startswith("cuda")
+
+
+def eval_key(cfg: DictConfig, model_key: str, benchmark: str) -> str:
+    """One benchmark's evaluation: the model, the benchmark's config, the method and the engine
+    as it will run here (`auto` resolved; batch settings where they change tokens)."""
+    return config_key(
+        "eval",
+        model_key,
+        {benchmark: cfg.benchmark[benchmark]},
+        cfg.method,
+        engine_output_settings(cfg.engine),
+    )
 
 
 def features_key(cfg: DictConfig) -> str:

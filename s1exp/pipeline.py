@@ -6,10 +6,8 @@ only varies test-time settings trains once and evaluates many times.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -28,10 +26,10 @@ from s1exp.isolated import evaluate_in_subprocess, features_in_subprocess, isola
 from s1exp.store import (
     Artifact,
     ArtifactStore,
-    config_key,
     read_json,
     read_jsonl,
     write_json_atomic,
+    write_jsonl_atomic,
 )
 from s1exp.train.ranks import FitSignal, process_rank
 
@@ -94,12 +92,6 @@ def helper_rank_train(
     with tempfile.TemporaryDirectory(prefix="s1exp-rank-") as scratch:
         selection = store.path("selection", sel_key)
         train_stage(cfg, recipe, base_model, selection, Path(scratch), run_dir, [])
-
-
-def eval_key(cfg: DictConfig, model_key: str) -> str:
-    """The engine's settings as it will run them (`auto` resolved for this machine) are keyed."""
-    engine = keys.engine_output_settings(cfg.engine)
-    return config_key("eval", model_key, cfg.benchmark, cfg.method, engine)
 
 
 def _choices() -> dict[str, str]:
@@ -225,22 +217,31 @@ def evaluate_and_record(
     model_path: str,
     run_dir: Path,
 ) -> dict[str, Any]:
-    """The evaluate stage (in a fresh process when this one just trained), then results.json."""
+    """The evaluate stage for every benchmark of cfg.benchmark (in a fresh process when this one
+    just trained), then results.json with the metrics per benchmark."""
     trained_here = not stages["train"]["reused"]
     evaluate_stage = evaluate_in_subprocess if trained_here else evaluate
     start = time.perf_counter()
-    key = eval_key(cfg, model_key)
-    evaluation = store.get_or_build(
+    eval_keys = {name: keys.eval_key(cfg, model_key, name) for name in cfg.benchmark}
+    evaluations = store.get_or_build_many(
         "eval",
-        key,
-        lambda out: evaluate_stage(cfg, model_path, out),
-        describe={"model": model_key},
+        eval_keys,
+        lambda outs: evaluate_stage(cfg, model_path, outs),
+        describe={name: {"model": model_key, "benchmark": name} for name in eval_keys},
     )
-    stages["evaluate"] = _stage_record(evaluation, time.perf_counter() - start)
-    stages["evaluate"] |= read_json(evaluation.path / "process.json", {})
-
-    metrics = json.loads((evaluation.path / "metrics.json").read_text())
-    shutil.copyfile(evaluation.path / "samples.jsonl", run_dir / "samples.jsonl")
+    benchmarks = {
+        name: _stage_record(artifact, time.perf_counter() - start)
+        | read_json(artifact.path / "process.json", {})
+        for name, artifact in evaluations.items()
+    }
+    stages["evaluate"] = {
+        "reused": not any(a.built for a in evaluations.values()),
+        "seconds": time.perf_counter() - start,
+        "benchmarks": benchmarks,  # name -> key, path, reused, pid of the evaluating process
+    }
+    metrics = {name: read_json(a.path / "metrics.json") for name, a in evaluations.items()}
+    samples = [row for a in evaluations.values() for row in read_jsonl(a.path / "samples.jsonl")]
+    write_jsonl_atomic(run_dir / "samples.jsonl", samples)
     choices = _choices()
     results = {
         "pid": os.getpid(),
@@ -248,16 +249,19 @@ def evaluate_and_record(
         "choices": choices,
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
         "stages": stages,
-        "timings": {name: s["seconds"] for name, s in stages.items()},
+        "timings": {name: stage["seconds"] for name, stage in stages.items()},
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
-    samples = read_jsonl(run_dir / "samples.jsonl")
     results["wandb_dir"] = track.log_eval(cfg, run_dir, results, samples, _tags())
     write_json_atomic(run_dir / "results.json", results)
-    log.info(
-        "accuracy %.1f%% | thinking tokens %.1f | run dir %s",
-        metrics["accuracy"],
-        metrics["thinking_tokens"],
-        run_dir,
-    )
+    for name, m in metrics.items():
+        log.info(
+            "%s: accuracy %.1f%% [%.1f, %.1f] | thinking tokens %.1f",
+            name,
+            m["accuracy"],
+            m["accuracy_ci_low"],
+            m["accuracy_ci_high"],
+            m["thinking_tokens"],
+        )
+    log.info("run dir %s", run_dir)
     return results

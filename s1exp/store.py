@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,26 +68,61 @@ class ArtifactStore:
         `describe` (any JSON-able value, e.g. the config the key hashes) is written beside the
         artifact so a folder can be traced back to the settings that made it.
         """
-        final = self.path(kind, key)
-        if self.exists(kind, key):
-            return Artifact(final, key, built=False)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(final) + ".lock"):
-            if self.exists(kind, key):  # another job built it while we waited
-                return Artifact(final, key, built=False)
-            tmp = final.parent / f".tmp-{key}-{uuid.uuid4().hex[:8]}"
-            tmp.mkdir()
+        built = self.get_or_build_many(
+            kind, {key: key}, lambda tmps: build(tmps[key]), {key: describe}
+        )
+        return built[key]
+
+    def get_or_build_many(
+        self,
+        kind: str,
+        keys: dict[str, str],
+        build: Callable[[dict[str, Path]], None],
+        describe: dict[str, Any] | None = None,
+    ) -> dict[str, Artifact]:
+        """Artifacts for several keys (name -> key) from one `build({name: tmp_dir})` call over
+        the missing ones, so they can share a costly setup (one engine for several benchmarks).
+
+        Locks are taken in key order, so two jobs asking for overlapping sets cannot deadlock;
+        each artifact is published on its own once the build returns.
+        """
+        describe = describe or {}
+        if all(self.exists(kind, key) for key in keys.values()):
+            return {name: Artifact(self.path(kind, key), key, False) for name, key in keys.items()}
+        self.path(kind, "x").parent.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as locks:
+            for key in sorted(set(keys.values())):
+                locks.enter_context(FileLock(str(self.path(kind, key)) + ".lock"))
+            # another job may have built some while we waited
+            missing = {n: k for n, k in keys.items() if not self.exists(kind, k)}
+            tmps = {
+                name: self.path(kind, f".tmp-{key}-{uuid.uuid4().hex[:8]}")
+                for name, key in missing.items()
+            }
             try:
-                build(tmp)
-                marker = {"kind": kind, "key": key, "config": describe}
-                (tmp / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2, default=str))
-                if final.exists():  # an incomplete leftover from a killed job
-                    shutil.rmtree(final)
-                os.replace(tmp, final)
+                for tmp in tmps.values():
+                    tmp.mkdir()
+                if tmps:
+                    build(tmps)
+                for name, key in missing.items():
+                    self._publish(kind, key, tmps[name], describe.get(name))
             finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
-        return Artifact(final, key, built=True)
+                for tmp in tmps.values():
+                    if tmp.exists():
+                        shutil.rmtree(tmp, ignore_errors=True)
+        return {
+            name: Artifact(self.path(kind, key), key, built=name in missing)
+            for name, key in keys.items()
+        }
+
+    def _publish(self, kind: str, key: str, tmp: Path, describe: Any) -> None:
+        """Mark a finished build complete and rename it into place."""
+        marker = {"kind": kind, "key": key, "config": describe}
+        (tmp / COMPLETE_MARKER).write_text(json.dumps(marker, indent=2, default=str))
+        final = self.path(kind, key)
+        if final.exists():  # an incomplete leftover from a killed job
+            shutil.rmtree(final)
+        os.replace(tmp, final)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

@@ -2,12 +2,22 @@
 
 W&B runs are offline by default (sync later with `wandb sync`); tracking never makes a run fail:
 with `logger=none` nothing is sent anywhere and results.json/samples.jsonl are still written.
+
+Where runs go: a single run (`python -m s1exp`) keeps its W&B files in its run dir
+(`<run dir>/wandb/offline-run-*`). Every job of a multirun writes into the sweep's one folder,
+`<sweep dir>/wandb/offline-run-*`, so `wandb leet <sweep dir>/wandb` lists the whole sweep side
+by side (leet lists the `run-*`/`offline-run-*` folders directly inside the directory it is
+given, not deeper) and `wandb sync <sweep dir>/wandb/offline-run-*` uploads it into one project
+and group. Each run is named after the values its job sweeps ("extrapolation=wait"), which are
+also its `axes` config columns; `choices` holds every config group's option.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,18 +25,136 @@ from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
 
+ADHOC_GROUP = "adhoc"  # conf/logger/*.yaml's default group: runs started by hand, not an ablation
+SHARED_KEYS = ("ablation",)  # every job of an ablation sweep carries `+ablation=`: not an axis
+SAMPLE_COLUMNS = (
+    "benchmark",
+    "id",
+    "question",
+    "gold",
+    "predicted",
+    "correct",
+    "thinking_tokens",
+    "ignores_used",
+    "exit",
+    "thinking",
+    "answer_text",
+)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What W&B needs to know about the Hydra job a run belongs to.
+
+    `sweep_dir` is None outside a multirun; `axes` are the settings this job sets that differ
+    between the jobs of its sweep (all of its overrides but `+ablation` in a single run).
+    """
+
+    sweep_dir: Path | None = None
+    num: int | None = None
+    axes: dict[str, str] = field(default_factory=dict)
+    choices: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str | None:
+        """The run's display name: its axis values, or None (W&B picks one) when it has none."""
+        return " ".join(f"{k}={v}" for k, v in self.axes.items()) or None
+
+
+def _override_key(override: Any) -> str:
+    """`model@featurize.judge` stays apart from `model`; the +/~/++ prefixes are dropped."""
+    if override.package is None:
+        return override.key_or_group
+    return f"{override.key_or_group}@{override.package}"
+
+
+def _parse(overrides: list[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(overrides)
+
+
+def swept_keys(sweep_dir: Path, sweeper_params: Mapping[str, Any] | None) -> set[str]:
+    """The keys a sweep varies: its sweeper params (an ablation's `hydra.sweeper.params`) and
+    the command line's sweeps (`extrapolation=none,wait`), which Hydra keeps only in the
+    `multirun.yaml` it writes into the sweep dir before the first job starts."""
+    lines = [f"{k}={v}" for k, v in (sweeper_params or {}).items()]
+    saved = sweep_dir / "multirun.yaml"
+    if saved.is_file():
+        lines += list(OmegaConf.load(saved).hydra.overrides.task)
+    return {_override_key(o) for o in _parse(lines) if o.is_sweep_override()}
+
+
+def job_axes(overrides: list[str], swept: set[str] | None) -> dict[str, str]:
+    """This job's value of each swept key, in command-line order (`swept=None`: every override
+    but the shared `+ablation`, for a run that is not part of a sweep)."""
+    axes = {}
+    for o in _parse(overrides):
+        key = _override_key(o)
+        if key in SHARED_KEYS or o.value_type is None:
+            continue
+        if swept is None or key in swept:
+            axes[key] = o.get_value_string()
+    return axes
+
+
+def config_choices(choices: Mapping[str, Any]) -> dict[str, str]:
+    """Each config group's option (model=tiny, ...) without Hydra's own groups; options nested
+    inside another group's config (model@featurize.judge) belong to that group and are left out."""
+    return {k: str(v) for k, v in choices.items() if not k.startswith("hydra") and "@" not in k}
+
+
+def current_job() -> Job:
+    """The running Hydra job (an empty Job outside Hydra, e.g. a library call or a test)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if not HydraConfig.initialized():
+        return Job()
+    hc = HydraConfig.get()
+    overrides = list(hc.overrides.task)
+    choices = config_choices(hc.runtime.choices)
+    if hc.mode != RunMode.MULTIRUN:
+        return Job(axes=job_axes(overrides, None), choices=choices)
+    sweep_dir = Path(hc.runtime.cwd, hc.sweep.dir).resolve()  # sweep.dir may be relative
+    swept = swept_keys(sweep_dir, hc.sweeper.get("params")) or None  # none found: all overrides
+    return Job(sweep_dir, hc.job.get("num"), job_axes(overrides, swept), choices)
+
+
+def sweep_group(cfg: DictConfig, sweep_dir: Path | None) -> str:
+    """The W&B group: `logger.group` (an ablation's name). A sweep left in the default group
+    gets `adhoc/<sweep dir's parent>/<sweep dir>` instead (by default `adhoc/<date>/<time>`), so
+    two hand-started sweeps never share a group; a single run stays in `adhoc`."""
+    group = cfg.logger.group
+    if group != ADHOC_GROUP or sweep_dir is None:
+        return group
+    return f"{ADHOC_GROUP}/{sweep_dir.parent.name}/{sweep_dir.name}"
+
+
+def sweep_wandb_dir(sweep_dir: Path) -> Path:
+    """The folder that holds every W&B run of a sweep: what `wandb leet` must be pointed at."""
+    return Path(sweep_dir) / "wandb"
+
 
 def _wandb_kwargs(cfg: DictConfig, run_dir: Path, job_type: str, tags: list[str]) -> dict[str, Any]:
+    """wandb.init's arguments: the sweep's folder and group when in a multirun, the run's name
+    and the axes/choices config columns beside the whole resolved config."""
     logger = cfg.logger
+    job = current_job()
+    config = OmegaConf.to_container(cfg, resolve=True)
+    config |= {"axes": job.axes, "choices": job.choices}
+    if job.sweep_dir is not None:
+        config["sweep"] = {"dir": str(job.sweep_dir), "job": job.num}
     return {
         "project": logger.project,
         "entity": logger.get("entity"),
-        "group": logger.group,
+        "group": sweep_group(cfg, job.sweep_dir),
         "job_type": job_type,
+        "name": job.name,
         "tags": [*logger.get("tags", []), *tags],
         "mode": logger.mode,
-        "dir": str(run_dir),
-        "config": OmegaConf.to_container(cfg, resolve=True),
+        "dir": str(job.sweep_dir or run_dir),
+        "config": config,
     }
 
 
@@ -49,10 +177,20 @@ def finish_train_logger(logger: Any) -> None:
         logger.experiment.finish()
 
 
+def eval_summary(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """`eval/<benchmark>/<metric>` for each benchmark of the job, and also `eval/<metric>` when
+    there is only one, so the usual one-benchmark sweep has short W&B columns."""
+    summary = {f"eval/{b}/{k}": v for b, values in metrics.items() for k, v in values.items()}
+    if len(metrics) == 1:
+        summary |= {f"eval/{k}": v for k, v in next(iter(metrics.values())).items()}
+    return summary
+
+
 def log_eval(
     cfg: DictConfig, run_dir: Path, results: dict[str, Any], samples: list[dict], tags: list[str]
 ) -> str | None:
-    """Log one eval run (metrics as summary, a samples table); returns the W&B run dir."""
+    """Log one eval run: results["metrics"] ({benchmark: {metric: value}}) as summary values
+    (eval_summary) and the samples as a table; returns the W&B run dir."""
     if not cfg.logger.enabled:
         return None
     import wandb
@@ -60,23 +198,12 @@ def log_eval(
     os.environ.setdefault("WANDB_SILENT", "true")
     run = wandb.init(**_wandb_kwargs(cfg, run_dir, "eval", tags), reinit="create_new")
     try:
-        metrics = {f"eval/{k}": v for k, v in results["metrics"].items()}
+        metrics = eval_summary(results["metrics"])
         run.log(metrics)
-        run.summary.update(metrics | {f"timing/{k}": v for k, v in results["timings"].items()})
-        columns = [
-            "id",
-            "question",
-            "gold",
-            "predicted",
-            "correct",
-            "thinking_tokens",
-            "ignores_used",
-            "exit",
-            "thinking",
-            "answer_text",
-        ]
-        table = wandb.Table(columns=columns, data=[[s[c] for c in columns] for s in samples])
-        run.log({"eval/samples": table})
+        timings = {f"timing/{k}": v for k, v in results.get("timings", {}).items()}
+        run.summary.update(metrics | timings)
+        rows = [[s.get(c) for c in SAMPLE_COLUMNS] for s in samples]  # older samples lack fields
+        run.log({"eval/samples": wandb.Table(columns=list(SAMPLE_COLUMNS), data=rows)})
         return str(Path(run.dir).parent)
     finally:
         run.finish()
@@ -104,6 +231,74 @@ def log_selection(
             for name, file in report.get("plots", {}).items()
         }
         run.log({"select/funnel": table, **images})
+        run.summary.update(summary)
+        return str(Path(run.dir).parent)
+    finally:
+        run.finish()
+
+
+def _sweep_config(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
+    """The report run's config: the settings every job shares (Hydra's own node left out) and
+    which keys the sweep varies."""
+    shared = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    params = OmegaConf.select(cfg, "hydra.sweeper.params")
+    return OmegaConf.to_container(shared, resolve=True) | {
+        "sweep": {"dir": str(sweep_dir), "swept": sorted(swept_keys(sweep_dir, params))}
+    }
+
+
+def log_sweep(
+    cfg: DictConfig,
+    sweep_dir: Path,
+    tables: dict[str, tuple[list[str], list[list]]],
+    images: dict[str, Path],
+    summary: dict[str, float],
+) -> str | None:
+    """Log a finished sweep's report as one run (job_type `report`, named "report") in the
+    sweep's group and folder, beside its jobs' runs: each (columns, rows) of `tables` as a
+    wandb.Table and each PNG of `images` as a wandb.Image, under their keys as given, and
+    `summary` as summary values. Returns the W&B run dir, or None when W&B is off or logging
+    failed: the sweep's results are already on disk, so a W&B error only logs a warning."""
+    if not cfg.logger.enabled:
+        return None
+    try:
+        return _log_report(cfg, Path(sweep_dir).resolve(), tables, images, summary)
+    except Exception:  # noqa: BLE001 - any W&B failure here must not fail the finished sweep
+        log.warning("W&B: the report of sweep %s was not logged", sweep_dir, exc_info=True)
+        return None
+
+
+def _log_report(
+    cfg: DictConfig,
+    sweep_dir: Path,
+    tables: dict[str, tuple[list[str], list[list]]],
+    images: dict[str, Path],
+    summary: dict[str, float],
+) -> str:
+    import wandb
+
+    os.environ.setdefault("WANDB_SILENT", "true")
+    # Tables and images first: a missing PNG fails here, before a half-empty run exists.
+    media = {
+        k: wandb.Table(columns=list(c), data=[list(r) for r in rows])
+        for k, (c, rows) in tables.items()
+    }
+    media |= {k: wandb.Image(str(path), caption=k) for k, path in images.items()}
+    logger = cfg.logger
+    run = wandb.init(
+        project=logger.project,
+        entity=logger.get("entity"),
+        group=sweep_group(cfg, sweep_dir),
+        job_type="report",
+        name="report",
+        tags=list(logger.get("tags", [])),
+        mode=logger.mode,
+        dir=str(sweep_dir),
+        config=_sweep_config(cfg, sweep_dir),
+        reinit="create_new",
+    )
+    try:
+        run.log(media)
         run.summary.update(summary)
         return str(Path(run.dir).parent)
     finally:

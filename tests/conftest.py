@@ -22,7 +22,7 @@ FAST = [
     "selection.size=300",
     "model.base.pretrain.examples=1500",
     "train.epochs=2",
-    "benchmark.size=24",
+    "benchmark.toy.size=24",
 ]
 
 

@@ -106,8 +106,8 @@ def step_force(
     answer_max_tokens: int = 32,
 ) -> list[int]:
     """SCC read literally (S1_SPEC section 4), auto cap: thinking is decoded token by token and
-    ends when its text ends with `<|im_start|>answer` (natural) or, with `force`, with
-    `<|im_start|>0 steps left` (forced exit)."""
+    ends when its text ends with `<|im_start|>answer` (natural) or, with `force`, where a token
+    starting with "0" follows `<|im_start|>` (dropped, then `<|im_start|>answer`)."""
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
     im_end = enc("<|im_end|>")[0]
     stops = {im_end, *({tok.eos_token_id, tok.pad_token_id} - {None})}
@@ -128,7 +128,10 @@ def step_force(
             thinking.pop()
             exit_ids = enc("<|im_start|>answer")
             break
-        if force and text.endswith("<|im_start|>0 steps left"):
+        opened = len(thinking) >= 2 and thinking[-2] == enc("<|im_start|>")[0]
+        if force and opened and tok.decode(token).startswith("0"):
+            thinking = thinking[:-2]  # s1's stop string `<|im_start|>0` ends thinking before it
+            exit_ids = enc("<|im_start|>answer")
             break
     if exit_ids is None:
         tail = tok.decode(thinking[-1:])

@@ -141,7 +141,7 @@ def curated(tmp_path_factory: pytest.TempPathFactory):
         "~data.decontaminate.benchmarks.math500",
         "~data.decontaminate.benchmarks.gpqa_diamond",
         "+data.decontaminate.benchmarks.planted={_target_:"
-        f"s1exp.evaluate.benchmarks.LocalBenchmark,path:{bench}}}",
+        f"s1exp.evaluate.benchmarks.MathBenchmark,local_path:{bench}}}",
         "data.long_threshold=40",
         f"paths.cache={cache}",
     ]

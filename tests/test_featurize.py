@@ -129,7 +129,7 @@ def local_data(tmp: Path, records: list[dict[str, Any]], cache: str) -> list[str
     """Overrides: data=local on `records`, featurize=cpu, a planted benchmark, private store."""
     pool = write_jsonl(tmp / "pool.jsonl", records)
     bench = write_jsonl(tmp / "planted.jsonl", [{"problem": PLANTED, "answer": "16"}])
-    planted = f"{{_target_:s1exp.evaluate.benchmarks.LocalBenchmark,path:'{bench}'}}"
+    planted = f"{{_target_:s1exp.evaluate.benchmarks.MathBenchmark,local_path:'{bench}'}}"
     return [
         "data=local",
         f"data.pool.path={pool}",
@@ -197,7 +197,7 @@ def test_killed_featurize_resumes_without_redoing_finished_rows(
         "selection=full",
         "train=none",
         f"model.{PRETRAIN}",
-        "benchmark.size=4",
+        "benchmark.toy.size=4",
         "logger=none",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]
@@ -477,7 +477,7 @@ def test_isolated_featurize_runs_in_its_own_process_with_the_same_key(
         "selection.size=5",
         "train=none",
         "model.base.pretrain.examples=1500",  # the session's tiny base model (conftest FAST)
-        "benchmark.size=2",
+        "benchmark.toy.size=2",
         "logger=none",
         f"hydra.run.dir={tmp_path / 'run'}",
     ]

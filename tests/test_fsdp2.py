@@ -174,11 +174,12 @@ def test_pipeline_fsdp2_export_gives_the_same_budget_forcing_tokens_on_both_engi
 
     env = s1_env | {"S1EXP_STORE": str(tmp_path / "store")}  # fresh store: must train here
     args = [*FAST, "strategy=fsdp", "train.devices=2", "train.micro_batch_size=8"]
-    proc = run_s1exp([*args, "benchmark.size=8", "hydra.run.dir=fsdp"], tmp_path, env)
+    proc = run_s1exp([*args, "benchmark.toy.size=8", "hydra.run.dir=fsdp"], tmp_path, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "fsdp" / "results.json").read_text())
     assert not results["stages"]["train"]["reused"]
-    assert results["stages"]["evaluate"]["pid"] != results["pid"]  # evaluated in its own process
+    evaluated = results["stages"]["evaluate"]["benchmarks"]["toy"]
+    assert evaluated["pid"] != results["pid"]  # evaluated in its own process
     model = results["stages"]["train"]["path"]
     steps = json.loads((Path(model) / "train_metrics.json").read_text())["train/optimizer_steps"]
     assert steps == 38  # 300 examples, 2 ranks x micro-batch 8 = global 16, 2 epochs

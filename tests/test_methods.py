@@ -8,6 +8,7 @@ toy model trained with step-conditional traces and matches a literal greedy read
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -213,7 +214,7 @@ def test_method_runs_through_the_cli(toy_run, s1_env, tmp_path, method: str, met
     proc = run_s1exp([*args, *extra[method]], tmp_path, s1_env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert results["stages"]["train"]["reused"] and metric in results["metrics"]
+    assert results["stages"]["train"]["reused"] and metric in results["metrics"]["toy"]
     if method == "tcc_bf":
         samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").open()]
         assert all(s["thinking_tokens"] <= 32 for s in samples)
@@ -239,11 +240,20 @@ def scc_run(s1_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_scc_model_writes_steps_and_forcing_stops_at_zero(scc_run: Path):
     results = json.loads((scc_run / "results.json").read_text())
     samples = [json.loads(line) for line in (scc_run / "samples.jsonl").open()]
-    assert results["metrics"]["steps_used"] > 0  # the trained model writes step delimiters
+    metrics = results["metrics"]["toy"]
+    assert metrics["steps_used"] > 0  # the trained model writes step delimiters
     assert "Think for up to 2 steps." in samples[0]["prompt"]
-    stopped = [s for s in samples if s["thinking"].endswith("<|im_start|>0 steps left")]
-    assert stopped and all(s["exit"] == "forced" for s in stopped)
-    assert all(s["thinking"].count("<|im_start|>0 steps left") <= 1 for s in samples)
+    stopped = [s for s in samples if s["exit"] == "forced"]
+    assert stopped and all(s["answer_text"].startswith("<|im_start|>answer") for s in stopped)
+    assert all("<|im_start|>0" not in s["thinking"] for s in samples)  # stopped before it
+    # the delimiter lines are not thinking tokens, and Control's limit is 12 tokens x 2 steps
+    with_steps = [s for s in samples if s["scores"]["steps_used"]]
+    assert with_steps
+    for s in with_steps:
+        raw = s["generated_tokens"] - s["answer_tokens"]  # thinking ids, delimiters included
+        lines = re.findall(r"<\|im_start\|>\d+ steps left", s["thinking"])
+        assert raw - s["thinking_tokens"] >= 2 * len(lines) > 0, s["thinking"]
+    assert {s["thinking_limit"] for s in samples} == {24}
 
 
 @pytest.mark.parametrize("force", [False, True])

@@ -25,7 +25,7 @@ SAMPLE_FIELDS = {
 
 def test_toy_run_writes_results_and_samples(toy_run: Path):
     results = json.loads((toy_run / "results.json").read_text())
-    metrics = results["metrics"]
+    metrics = results["metrics"]["toy"]
     samples = [json.loads(line) for line in (toy_run / "samples.jsonl").open()]
     assert len(samples) == metrics["n"] == 24
     assert SAMPLE_FIELDS <= set(samples[0])
@@ -55,8 +55,10 @@ def test_wandb_offline_run_holds_metrics_and_config(toy_run: Path):
     results = json.loads((toy_run / "results.json").read_text())
     run = wandb_inspect(Path(results["wandb_dir"]))
     assert run["state"] == "finished"
-    assert run["summary"]["eval/accuracy"] == results["metrics"]["accuracy"]
-    assert run["summary"]["eval/thinking_tokens"] == results["metrics"]["thinking_tokens"]
+    metrics = results["metrics"]["toy"]
+    assert run["summary"]["eval/toy/accuracy"] == run["summary"]["eval/accuracy"]
+    assert run["summary"]["eval/accuracy"] == metrics["accuracy"]
+    assert run["summary"]["eval/thinking_tokens"] == metrics["thinking_tokens"]
     assert run["config"]["selection"]["size"] == 300
     assert run["config"]["method"]["_target_"].endswith("BudgetForcing")
     assert "extrapolation=none" in run["tags"]
@@ -86,11 +88,11 @@ def test_ablation_sweep_trains_once_and_prints_table(s1_env: dict, tmp_path: Pat
     trained = [not r["stages"]["train"]["reused"] for r in results]
     assert sum(trained) == 1, "the model must be trained once and reused by the other jobs"
     assert len({r["stages"]["train"]["path"] for r in results}) == 1
-    assert len({r["stages"]["evaluate"]["key"] for r in results}) == 5
+    assert len({r["stages"]["evaluate"]["benchmarks"]["toy"]["key"] for r in results}) == 5
     table = (tmp_path / "sweep" / "summary.txt").read_text()
     for option in ("none", "empty", "alternatively", "hmm", "wait"):
         assert f"extrapolation={option}" in table and f"extrapolation={option}" in proc.stdout
-    by_option = {r["choices"]["extrapolation"]: r["metrics"] for r in results}
+    by_option = {r["choices"]["extrapolation"]: r["metrics"]["toy"] for r in results}
     assert by_option["none"]["ignores_used"] == 0
     assert by_option["wait"]["ignores_used"] > 0
 
@@ -107,7 +109,7 @@ def test_ddp_trains_with_two_cpu_processes(toy_run: Path, s1_env: dict, tmp_path
     trains alongside rank 0 without touching the store (no deadlock on the model's lock)."""
     env = s1_env | {"S1EXP_STORE": str(tmp_path / "store")}  # fresh store: must train here
     args = [*FAST, "strategy=ddp", "train.devices=2", "train.micro_batch_size=8"]
-    proc = run_s1exp([*args, "benchmark.size=8", "hydra.run.dir=ddp"], tmp_path, env)
+    proc = run_s1exp([*args, "benchmark.toy.size=8", "hydra.run.dir=ddp"], tmp_path, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MEMBER: 2/2" in proc.stderr  # the second process joined the process group
     results = json.loads((tmp_path / "ddp" / "results.json").read_text())

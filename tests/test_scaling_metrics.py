@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from s1exp.evaluate.scaling import control, performance, scaling
+from s1exp.evaluate.scaling import (
+    CCC_BOUNDS,
+    ScalingRun,
+    control,
+    method_kind,
+    performance,
+    scaling,
+    table3_row,
+)
 
 INSTRUCTED = [1024, 2048, 4096, 8192, 16384]
 FREE_TOKENS = [7939, 7158, 8263, 7108, 7500]
@@ -35,22 +43,40 @@ def test_bad_inputs_are_rejected():
         scaling([100.0, 100.0], [1.0, 2.0])
 
 
-def _row(method: str, tokens: float, accuracy: float, limit: int | str) -> tuple:
-    results = {"choices": {"method": method}, "config": {"method": {"cap": limit}}}
-    return ("label", {"thinking_tokens": tokens, "accuracy": accuracy}, results)
+def test_method_kind_names_table3s_rows_from_the_resolved_method():
+    kinds = {
+        ("budget_forcing.BudgetForcing", None): "budget forcing",
+        ("conditional.TokenConditional", False): "TCC",
+        ("conditional.TokenConditional", True): "TCC + BF",
+        ("conditional.StepConditional", False): "SCC",
+        ("conditional.StepConditional", True): "SCC + BF",
+        ("conditional.ClassConditional", None): "CCC",
+        ("rejection.RejectionSampling", None): "RS",
+        ("voting.MajorityVoting", None): None,  # parallel scaling: no Table 3 row
+        ("mine.NewMethod", None): "NewMethod",
+    }
+    for (target, force), kind in kinds.items():
+        method = {"_target_": f"s1exp.infer.{target}"} | ({} if force is None else {"force": force})
+        assert method_kind(method) == kind
+    with pytest.raises(ValueError, match="_target_"):
+        method_kind({"tokens": 1024})
 
 
-def test_sweep_summary_prints_table3_metrics_per_method():
-    from s1exp.callbacks import format_scaling
-
-    forced = zip(FORCED_TOKENS, FORCED_ACC, INSTRUCTED, strict=True)
-    free = zip(FREE_TOKENS, FREE_ACC, INSTRUCTED, strict=True)
-    rows = [_row("tcc_bf", *run) for run in forced] + [_row("tcc", *run) for run in free]
-    assert format_scaling(rows).splitlines() == [
-        "Table 3 metrics, method=tcc_bf: Control 100% | Scaling 13.2 pp per doubling | "
-        "Performance 40.0",
-        "Table 3 metrics, method=tcc: Control 40% | Scaling -23.8 pp per doubling | "
-        "Performance 40.0",
+def test_table3_row_over_runs_with_bounds():
+    runs = zip(FORCED_TOKENS, FORCED_ACC, INSTRUCTED, strict=True)
+    forced = [ScalingRun(tokens, acc, (0.0, n)) for tokens, acc, n in runs]
+    row = table3_row(forced)
+    assert (row.runs, row.control, round(row.scaling, 1), round(row.performance, 1)) == (
+        5,
+        1.0,
+        13.2,
+        40.0,
+    )
+    # CCC: short must think no more than the default run (70 tokens), long no less
+    ccc = [
+        ScalingRun(50.0, 10.0, CCC_BOUNDS["short"](70.0)),
+        ScalingRun(60.0, 20.0, CCC_BOUNDS["long"](70.0)),
     ]
-    no_limit = [_row("budget_forcing", t, 50.0, "auto") for t in (10.0, 20.0)]
-    assert format_scaling(no_limit) == ""  # Table 3 needs a thinking limit per run
+    assert table3_row(ccc).control == 0.5
+    unknown = table3_row([ScalingRun(50.0, 10.0, None), ScalingRun(50.0, 20.0, (0.0, 64.0))])
+    assert unknown.control is None and unknown.scaling is None and unknown.performance == 20.0

@@ -33,7 +33,7 @@ def test_sweep_runs_as_slurm_jobs_with_ddp_ranks(toy_run: Path, s1_env: dict, tm
     env = s1_env | {"S1EXP_STORE": str(tmp_path / "store")}  # fresh store: the first job trains
     args = [
         *FAST,
-        "benchmark.size=8",
+        "benchmark.toy.size=8",
         "cluster=slurm_local",
         "strategy=ddp",
         "train.devices=2",

@@ -32,7 +32,6 @@ CLASS_PROMPTS = {
 }
 
 STEPS_LEFT = " steps left"
-LAST_STEP_MARKER = "0" + STEPS_LEFT  # after `<|im_start|>`: no step left, thinking is over
 
 CountTokens = Callable[[str], int]
 

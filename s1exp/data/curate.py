@@ -24,6 +24,7 @@ from s1exp.data.featurize import Featurizer, Progress
 from s1exp.data.report import format_funnel, write_selection_report
 from s1exp.data.schema import FEATURE_FIELDS, PoolRow
 from s1exp.errors import ConfigError, brief
+from s1exp.evaluate.benchmarks import load_benchmark
 from s1exp.store import read_json, read_jsonl, write_json_atomic, write_jsonl_atomic
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ def benchmark_questions(cfg: DictConfig) -> list[str]:
     questions: list[str] = []
     for name, bench_cfg in (cfg.data.decontaminate.get("benchmarks") or {}).items():
         try:
-            items = instantiate(bench_cfg).items()
+            items = load_benchmark(name, bench_cfg).items()
         except Exception as error:  # offline hub, gated dataset, missing file
             raise ConfigError(
                 f"data.decontaminate.benchmarks.{name}: cannot load its questions "

@@ -172,21 +172,18 @@ def load_model(cfg: DictConfig, model_cfg: DictConfig, what: str) -> tuple[str, 
 
 def reference_grade(row: PoolRow, attempt: str) -> bool | None:
     """math-verify of an attempt against the reference: the gold answer where a source has one
-    (the toy), else the reference solution (math-verify finds its last boxed answer)."""
+    (the toy), else the answer read from the reference solution (its last boxed answer or
+    "Answer:" line); None when the row has neither."""
     gold = row.get("answer")
-    if gold is not None:
-        predicted = extract_answer(attempt)
-        if predicted is None:  # a plain reply: its last line
-            lines = attempt.strip().splitlines()
-            predicted = lines[-1] if lines else None
-        return predicted is not None and (
-            exact_match(predicted, gold) or math_equal(predicted, gold)
-        )
-    if row["solution"] is None:
+    if gold is None and row["solution"] is not None:
+        gold = extract_answer(row["solution"])
+    if gold is None:
         return None
-    from math_verify import parse, verify
-
-    return bool(verify(parse(row["solution"]), parse(attempt)))
+    predicted = extract_answer(attempt)
+    if predicted is None:  # a plain reply: its last line
+        lines = attempt.strip().splitlines()
+        predicted = lines[-1] if lines else None
+    return predicted is not None and (exact_match(predicted, gold) or math_equal(predicted, gold))
 
 
 class Featurizer:

@@ -38,6 +38,7 @@ class BenchmarkItem(TypedDict):
     question: str
     answer: str
     domain: str
+    choices: NotRequired[dict[str, str]]  # multiple choice: letter -> the column it shows
 
 
 RAW_FIELDS: tuple[str, ...] = ("id", "question", "solution", "thinking", "attempt", "source")

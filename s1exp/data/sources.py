@@ -237,10 +237,12 @@ def to_pool_rows(
     return rows
 
 
-def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """Records and column names of a JSONL or Parquet file."""
+def read_records(
+    path: Path, field: str = "data.pool.path"
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Records and column names of a JSONL or Parquet file (`field`: the setting that named it)."""
     if not path.is_file():
-        raise ConfigError(f"data.pool.path={str(path)!r} is not a file")
+        raise ConfigError(f"{field}={str(path)!r} is not a file")
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -253,13 +255,9 @@ def read_records(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise ConfigError(
-                        f"data.pool.path: line {line_no} of {path}: {error}"
-                    ) from None
+                    raise ConfigError(f"{field}: line {line_no} of {path}: {error}") from None
                 if not isinstance(record, dict):
-                    raise ConfigError(
-                        f"data.pool.path: line {line_no} of {path} is not a JSON object"
-                    )
+                    raise ConfigError(f"{field}: line {line_no} of {path} is not a JSON object")
                 records.append(record)
     columns = sorted({k for r in records for k in r})
     return records, columns

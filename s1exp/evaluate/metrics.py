@@ -2,11 +2,39 @@
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from statistics import mean
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+
+def resampled_means(values: ArrayLike, resamples: int = 10_000, seed: int = 0) -> np.ndarray:
+    """Sorted means of `resamples` bootstrap resamples (drawn with replacement, seeded).
+
+    Index blocks of ~16 MB keep memory flat whatever the benchmark size. Sums are of integer
+    counts for 0/1 values, so a mean of k/n questions comes out exact.
+    """
+    if resamples < 1:
+        raise ValueError(f"bootstrap: resamples must be >= 1, got {resamples}")
+    data = np.asarray(values, dtype=np.float64)
+    n = len(data)
+    rng = np.random.default_rng(seed)
+    chunk = max(1, 2_000_000 // n)
+    sums = np.concatenate(
+        [
+            data[rng.integers(0, n, size=(min(chunk, resamples - start), n))].sum(axis=1)
+            for start in range(0, resamples, chunk)
+        ]
+    )
+    sums.sort()
+    return sums / n
+
+
+def percentile_interval(means: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of sorted resampled means."""
+    resamples = len(means)
+    return float(means[int(0.025 * resamples)]), float(means[int(0.975 * resamples) - 1])
 
 
 def bootstrap_ci(
@@ -15,10 +43,7 @@ def bootstrap_ci(
     """95% percentile bootstrap CI of the mean (the paper reports 10,000 resamples)."""
     if not values:
         return (float("nan"), float("nan"))
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(resamples))
-    return means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1]
+    return percentile_interval(resampled_means(values, resamples, seed))
 
 
 def vote(graded: list[tuple[str | None, bool]], ks: list[int]) -> dict:
@@ -43,22 +68,28 @@ def vote(graded: list[tuple[str | None, bool]], ks: list[int]) -> dict:
     return {"predicted": predicted, "correct": correct, "scores": scores}
 
 
-def summarize(samples: list[dict]) -> dict[str, float]:
-    """Accuracy (with CI), token means, and the mean of each method-specific score."""
+def summarize(samples: list[dict], resamples: int = 10_000, seed: int = 0) -> dict[str, float]:
+    """Accuracy (with its 95% bootstrap CI), token means, the share of unparseable answers, and
+    the mean of each method-specific score."""
+    if not samples:
+        raise ValueError("summarize: no samples (the benchmark has no questions)")
     correct = [float(s["correct"]) for s in samples]
-    low, high = bootstrap_ci(correct, resamples=2000)
+    low, high = bootstrap_ci(correct, resamples=resamples, seed=seed)
+    limits = [s.get("thinking_limit") for s in samples]
     return {
-        "accuracy": 100 * mean(correct) if correct else float("nan"),
+        "accuracy": 100 * mean(correct),
         "accuracy_ci_low": 100 * low,
         "accuracy_ci_high": 100 * high,
-        "thinking_tokens": mean(s["thinking_tokens"] for s in samples) if samples else 0.0,
-        "answer_tokens": mean(s["answer_tokens"] for s in samples) if samples else 0.0,
-        "forced_exit_rate": mean(s["exit"] == "forced" for s in samples) if samples else 0.0,
-        "ignores_used": mean(s["ignores_used"] for s in samples) if samples else 0.0,
+        "thinking_tokens": mean(s["thinking_tokens"] for s in samples),
+        "thinking_limit": None if None in limits else mean(limits),
+        "answer_tokens": mean(s["answer_tokens"] for s in samples),
+        "forced_exit_rate": mean(s["exit"] == "forced" for s in samples),
+        "ignores_used": mean(s["ignores_used"] for s in samples),
+        "unparsed_rate": mean(s["predicted"] is None for s in samples),
         "n": float(len(samples)),
     } | {
         name: mean(float(s["scores"][name]) for s in samples)
-        for name in (samples[0].get("scores", {}) if samples else {})
+        for name in samples[0].get("scores", {})
     }
 
 
@@ -76,21 +107,8 @@ def paired_bootstrap_diff(
             f"paired_bootstrap_diff needs one value per question in both runs: got {len(a)} "
             f"and {len(b)} values; pair the runs' samples by question id first"
         )
-    if resamples < 1:
-        raise ValueError(f"paired_bootstrap_diff: resamples must be >= 1, got {resamples}")
     if not a:
         return (float("nan"), float("nan"), float("nan"))
     diffs = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    n = len(diffs)
-    rng = np.random.default_rng(seed)
-    chunk = max(1, 2_000_000 // n)  # index blocks of ~16 MB, whatever the benchmark size
-    sums = np.concatenate(
-        [
-            diffs[rng.integers(0, n, size=(min(chunk, resamples - start), n))].sum(axis=1)
-            for start in range(0, resamples, chunk)
-        ]
-    )
-    sums.sort()
-    low, high = sums[int(0.025 * resamples)], sums[int(0.975 * resamples) - 1]
-    # percent from integer-valued sums, so a difference of k/n questions prints exactly
-    return (100 * float(diffs.sum()) / n, 100 * float(low) / n, 100 * float(high) / n)
+    low, high = percentile_interval(resampled_means(diffs, resamples, seed))
+    return (100 * float(diffs.sum()) / len(diffs), 100 * low, 100 * high)

@@ -1,56 +1,117 @@
-"""The evaluate stage: put every benchmark question through the test-time method and grade it."""
+"""The evaluate stage: put every benchmark question through the test-time method and grade it.
+
+One call evaluates several benchmarks with one engine (a 32B model loads once), each into its own
+artifact folder: a benchmark added to a list later reuses the ones already evaluated.
+"""
 
 from __future__ import annotations
 
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 from transformers import AutoTokenizer
 
+from s1exp.evaluate.benchmarks import load_benchmark
 from s1exp.evaluate.metrics import summarize, vote
 from s1exp.store import write_json_atomic, write_jsonl_atomic
 
 
-def evaluate(cfg: DictConfig, model_path: str, out_dir: Path) -> dict[str, float]:
-    """Writes samples.jsonl and metrics.json into out_dir and returns the metrics."""
-    benchmark = instantiate(cfg.benchmark)
-    method = instantiate(cfg.method)
+def method_for(cfg: DictConfig, benchmark: Any) -> Any:
+    """The test-time method; `answer_max_tokens: null` takes the benchmark's own limit."""
+    if cfg.method.get("answer_max_tokens") is None:
+        return instantiate(cfg.method, answer_max_tokens=benchmark.answer_max_tokens)
+    return instantiate(cfg.method)
+
+
+class LazyEngine:
+    """The engine, loaded on first use and then shared by every benchmark of the call."""
+
+    def __init__(self, cfg: DictConfig, model_path: str) -> None:
+        self.cfg, self.model_path = cfg, model_path
+        self.engine: Any = None
+        self.load_seconds = 0.0
+
+    def get(self) -> Any:
+        if self.engine is None:
+            start = time.perf_counter()
+            self.engine = instantiate(self.cfg.engine, model_path=self.model_path)
+            self.load_seconds = time.perf_counter() - start
+        return self.engine
+
+
+def evaluate(cfg: DictConfig, model_path: str, outs: dict[str, Path]) -> dict[str, dict]:
+    """Evaluate each benchmark `name` of cfg.benchmark into outs[name] (samples.jsonl,
+    metrics.json); returns the metrics per benchmark. Settings are checked for every benchmark
+    before the model loads."""
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    method.prepare(tokenizer)  # bad settings fail here, before any model is loaded
-    items = benchmark.items()
-    prompts = [method.prompt(tokenizer, item["question"]) for item in items]
+    plans = []
+    for name in outs:  # bad settings and bad files fail here, before any model is loaded
+        benchmark = load_benchmark(name, cfg.benchmark[name])
+        method = method_for(cfg, benchmark)
+        method.prepare(tokenizer)
+        items = benchmark.items()
+        prompts = [method.prompt(tokenizer, item["question"]) for item in items]
+        plans.append((name, benchmark, method, items, prompts))
+    engine = LazyEngine(cfg, model_path)
+    return {
+        name: evaluate_benchmark(
+            name, benchmark, method, tokenizer, engine, items, prompts, outs[name]
+        )
+        for name, benchmark, method, items, prompts in plans
+    }
+
+
+def evaluate_benchmark(
+    name: str,
+    benchmark: Any,
+    method: Any,
+    tokenizer: Any,
+    engine: LazyEngine,
+    items: list[Any],
+    prompts: list[list[int]],
+    out_dir: Path,
+) -> dict[str, float]:
+    loaded = engine.get()
     start = time.perf_counter()
-    engine = instantiate(cfg.engine, model_path=model_path)
-    loaded = time.perf_counter()
-    records = method.run(engine, tokenizer, prompts)
-    generated = time.perf_counter()
-    samples = []
-    for item, prompt, record in zip(items, prompts, records, strict=True):
-        if "votes" in record:  # parallel samples: grade each, the majority answer is the answer
-            votes = [benchmark.grade(text, item["answer"]) for text in record["votes"]]
-            graded = vote(votes, record["vote_ks"])
-            graded["scores"] = record.get("scores", {}) | graded["scores"]
-        else:
-            predicted, correct = benchmark.grade(record["answer_text"], item["answer"])
-            graded = {"predicted": predicted, "correct": correct}
-        sample = {
+    records = method.run(loaded, tokenizer, prompts)
+    seconds = time.perf_counter() - start
+    samples = [
+        {
+            "benchmark": name,
             "id": item["id"],
             "question": item["question"],
             "gold": item["answer"],
+            **({"choices": item["choices"]} if "choices" in item else {}),
             "prompt": tokenizer.decode(prompt),
         }
-        samples.append(sample | record | graded)
+        | record
+        | grade(benchmark, item["answer"], record)
+        for item, prompt, record in zip(items, prompts, records, strict=True)
+    ]
     metrics = summarize(samples)
     tokens = sum(s["generated_tokens"] for s in samples)
     metrics |= {
-        "engine_load_seconds": loaded - start,
-        "generate_seconds": generated - loaded,
-        "generated_tokens_per_s": tokens / max(generated - loaded, 1e-9),
+        "engine_load_seconds": engine.load_seconds,  # paid by the first benchmark of the call
+        "generate_seconds": seconds,
+        "generated_tokens_per_s": tokens / max(seconds, 1e-9),
     }
     write_jsonl_atomic(out_dir / "samples.jsonl", samples)
     write_json_atomic(out_dir / "metrics.json", metrics)
     write_json_atomic(out_dir / "process.json", {"pid": os.getpid()})  # which process evaluated
     return metrics
+
+
+def grade(benchmark: Any, gold: str, record: dict) -> dict[str, Any]:
+    """The sample's extracted answer and correctness; parallel samples are graded one by one and
+    the majority answer is the answer. `unparsed` flags an answer nothing could be read from."""
+    if "votes" in record:
+        graded = vote([benchmark.grade(text, gold) for text in record["votes"]], record["vote_ks"])
+        graded["scores"] = record.get("scores", {}) | graded["scores"]
+    else:
+        predicted, correct = benchmark.grade(record["answer_text"], gold)
+        graded = {"predicted": predicted, "correct": correct}
+    return graded | {"unparsed": graded["predicted"] is None}

@@ -285,8 +285,12 @@ class BudgetForcing:
             for t, out in zip(active, outs, strict=True):
                 t.advance(out.token_ids, out.finish_reason)
 
-    @staticmethod
-    def record(t: Trajectory, tokenizer: Any) -> dict:
+    def thinking_limit(self, t: Trajectory) -> int | None:
+        """The thinking tokens this run asks the model to stay within (Table 3's Control): the
+        cap, `auto` resolved for the prompt."""
+        return t.cap
+
+    def record(self, t: Trajectory, tokenizer: Any) -> dict:
         return {
             "thinking": tokenizer.decode(t.thinking_ids, skip_special_tokens=False),
             "answer_text": tokenizer.decode(t.exit_ids + t.answer_ids, skip_special_tokens=False),
@@ -294,6 +298,7 @@ class BudgetForcing:
             "answer_tokens": len(t.answer_ids),
             "generated_tokens": t.generated_tokens,
             "thinking_cap": t.cap,
+            "thinking_limit": self.thinking_limit(t),
             "rounds": t.rounds,
             "ignores_used": t.ignores_used,
             "exit": t.exit,

@@ -7,7 +7,10 @@ the training data.
 - TokenConditional: "Think for up to N tokens."; with `force` the thinking cap is N (TCC + BF).
 - StepConditional: "Think for up to N steps."; the thinking is read step by step: after each
   `<|im_start|>` the next tokens tell a step delimiter (`{k} steps left`, thinking goes on) from the
-  end of thinking (`answer`). With `force`, thinking stops at `0 steps left` (SCC + BF).
+  end of thinking (`answer`). With `force`, thinking stops where the model opens `<|im_start|>0`
+  (no step left), as s1's SCC + BF runs do with the stop string `<|im_start|>0`: the delimiter is
+  dropped and `<|im_start|>answer` follows. The delimiter lines are not thinking tokens (s1's
+  eval/compute_sample_stats.py counts step bodies only).
 - ClassConditional: the paper's short or long prompt, word for word.
 """
 
@@ -18,12 +21,10 @@ from typing import Any
 
 from s1exp.data.control import (
     CLASS_PROMPTS,
-    LAST_STEP_MARKER,
     step_instruction,
     token_instruction,
     with_instruction,
 )
-from s1exp.data.format import token_ids
 from s1exp.infer.budget_forcing import BudgetForcing, Segment, Trajectory
 
 
@@ -54,6 +55,9 @@ class TokenConditional(InstructedForcing):
     def instruction(self) -> str:
         return token_instruction(self.tokens)
 
+    def thinking_limit(self, t: Trajectory) -> int:
+        return self.tokens  # the instructed length, forced or not
+
 
 @dataclass
 class ClassConditional(InstructedForcing):
@@ -69,6 +73,9 @@ class ClassConditional(InstructedForcing):
     def instruction(self) -> str:
         return CLASS_PROMPTS[self.length]
 
+    def thinking_limit(self, t: Trajectory) -> None:
+        return None  # no number: Control compares short and long with the default prompt
+
 
 @dataclass
 class StepTrajectory(Trajectory):
@@ -76,16 +83,19 @@ class StepTrajectory(Trajectory):
 
     After the delimiter the model writes either `answer` (end of thinking) or a step count. Those
     tokens are generated one at a time (the same greedy tokens as one long segment) until they
-    match or rule out `answer` and `0 steps left`.
+    match or rule out `answer`. With `force`, a count starting with "0" is a stop token of that
+    one-token segment: it is never fed to the model, so no engine has to take a token back.
     """
 
     markers: dict[str, list[int]] = field(default_factory=dict)
+    zero_ids: tuple[int, ...] = ()  # tokens that open a `0 steps left` count
     force: bool = False
     probe: list[int] | None = None  # tokens after an in-thinking `<|im_start|>`, being read
 
     def segment(self) -> Segment | None:
         if self.phase == "thinking" and self.probe is not None:
-            return Segment(1, 0, self.marks.thinking_stops)
+            stops = self.marks.thinking_stops + (self.zero_ids if self.force else ())
+            return Segment(1, 0, stops)
         return super().segment()
 
     def thinking_stopped(self, stop_token: int) -> list[int]:
@@ -98,33 +108,60 @@ class StepTrajectory(Trajectory):
         return [stop_token]
 
     def advance(self, token_ids: list[int], finish_reason: str) -> list[int]:
+        if self.probe is not None and finish_reason == "stop" and token_ids[-1] in self.zero_ids:
+            return self.out_of_steps()
         if self.probe is None or finish_reason == "stop":
             self.probe = None
             return super().advance(token_ids, finish_reason)
         self.thinking_ids += token_ids
         self.probe += token_ids
-        answer, last = self.markers["answer"], self.markers["last_step"]
+        answer = self.markers["answer"]
         if self.probe == answer:  # the end of thinking: `<|im_start|>answer`, already in context
             del self.thinking_ids[-len(answer) - 1 :]
             self.exit_ids = list(self.marks.natural_exit)
             self.exit, self.phase, self.probe = "natural", "answer", None
             return []
-        if (self.force and self.probe == last) or self.remaining <= 0:
-            self.probe = None  # out of steps (SCC + BF) or out of budget
+        if self.remaining <= 0:
+            self.probe = None  # out of budget
             return self._exit(forced=True)
-        if self.probe in (answer[: len(self.probe)], last[: len(self.probe)]):
+        if self.probe == answer[: len(self.probe)]:
             return []  # still ambiguous: read one more token
         self.probe = None
         self.extra["scores"]["steps_used"] += 1
         return []
 
+    def out_of_steps(self) -> list[int]:
+        """`<|im_start|>0`: thinking ends before the delimiter, `<|im_start|>answer` follows (its
+        `<|im_start|>` is the delimiter's, already in context)."""
+        self.finish_reasons.append("stop")
+        self.rounds += 1
+        self.thinking_ids.pop()
+        self.exit_ids = list(self.marks.natural_exit)
+        self.exit, self.phase, self.probe = "forced", "answer", None
+        return self.exit_ids[1:]
+
+
+def delimiter_tokens(thinking_ids: list[int], tokenizer: Any, opener: int) -> int:
+    """Tokens of the step delimiter lines (`<|im_start|>{k} steps left` and its newline)."""
+    count, inside = 0, False
+    for token in thinking_ids:
+        inside = inside or token == opener
+        if inside:
+            count += 1
+            inside = token == opener or "\n" not in tokenizer.decode([token])
+    return count
+
 
 @dataclass
 class StepConditional(InstructedForcing):
-    """SCC: instruct a number of steps; `force` ends thinking at `0 steps left` (SCC + BF)."""
+    """SCC: instruct a number of steps; `force` ends thinking at `<|im_start|>0` (SCC + BF).
+
+    Table 3's Control holds a run to `tokens_per_step` x steps thinking tokens (the paper: 100,
+    its step size)."""
 
     steps: int = 10
     force: bool = False
+    tokens_per_step: int = 100
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps <= 0:
@@ -139,17 +176,27 @@ class StepConditional(InstructedForcing):
     def instruction(self) -> str:
         return step_instruction(self.steps)
 
+    def thinking_limit(self, t: Trajectory) -> int:
+        return self.tokens_per_step * self.steps
+
     def prepare(self, tokenizer: Any) -> None:
         super().prepare(tokenizer)
         if len(self.marks.natural_exit) < 2:
             raise ValueError("model: `<|im_start|>answer` must tokenize as <|im_start|> + answer")
-        self.markers = {
-            "answer": self.marks.natural_exit[1:],
-            "last_step": token_ids(tokenizer, LAST_STEP_MARKER),
-        }
+        self.markers = {"answer": self.marks.natural_exit[1:]}
+        self.zero_ids = tuple(
+            sorted(i for text, i in tokenizer.get_vocab().items() if text.startswith("0"))
+        )
 
     def trajectory(self, prompt: list[int], seed: int | None = None) -> Trajectory:
         return StepTrajectory(
             prompt, self.budget_for(prompt), self, self.marks, self.extrapolation_ids, seed=seed,
-            extra={"scores": {"steps_used": 0}}, markers=self.markers, force=self.force,
+            extra={"scores": {"steps_used": 0}}, markers=self.markers, zero_ids=self.zero_ids,
+            force=self.force,
         )  # fmt: skip
+
+    def record(self, t: Trajectory, tokenizer: Any) -> dict:
+        record = super().record(t, tokenizer)
+        opener = self.marks.natural_exit[0]
+        record["thinking_tokens"] -= delimiter_tokens(t.thinking_ids, tokenizer, opener)
+        return record

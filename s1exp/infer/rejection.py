@@ -36,6 +36,9 @@ class RejectionSampling(BudgetForcing):
         if self.max_tries < 1:
             raise ValueError(f"method.max_tries={self.max_tries}: must be >= 1")
 
+    def thinking_limit(self, t: Trajectory) -> int:
+        return int(self.cap)  # tries decode one token past it to see whether they fit
+
     def fits(self, t: Trajectory) -> bool:
         return t.exit == "natural" and len(t.thinking_ids) <= int(self.cap)
 

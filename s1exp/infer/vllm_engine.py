@@ -68,6 +68,7 @@ class VLLMEngine:
         kv_cache_space: int = 4,
         tensor_parallel_size: int = 1,
         block_size: int | None = None,
+        max_num_seqs: int | None = None,
     ) -> None:
         # GiB of KV cache, read by vLLM's CPU backend when the engine starts; GPU builds ignore it.
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(kv_cache_space))
@@ -88,6 +89,7 @@ class VLLMEngine:
             gpu_memory_utilization=gpu_memory_utilization,
             tensor_parallel_size=tensor_parallel_size,
             **({} if block_size is None else {"block_size": block_size}),
+            **({} if max_num_seqs is None else {"max_num_seqs": max_num_seqs}),
             skip_tokenizer_init=True,  # ids in, ids out; also leaves vLLM without an EOS id
             generation_config=_empty_generation_config(),
         )
