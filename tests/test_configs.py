@@ -131,10 +131,10 @@ def test_bad_override_names_the_field():
 
 @pytest.mark.parametrize("engine", ["transformers", "vllm"])
 def test_eval_key_tracks_output_changing_engine_settings_only(engine: str):
-    from s1exp.pipeline import eval_key
+    from s1exp.keys import eval_key
 
     def key(*overrides: str) -> str:
-        return eval_key(_compose([f"engine={engine}", *overrides]), "model-key")
+        return eval_key(_compose([f"engine={engine}", *overrides]), "model-key", "toy")
 
     base = key()
     for changes_outputs in ("engine.dtype=bfloat16", "engine.seed=1", "engine.max_model_len=1024"):
@@ -145,4 +145,4 @@ def test_eval_key_tracks_output_changing_engine_settings_only(engine: str):
     }[engine]
     for override in speed_only:
         assert key(override) == base, override
-    assert eval_key(_compose([f"engine={engine}"]), "other-model") != base
+    assert eval_key(_compose([f"engine={engine}"]), "other-model", "toy") != base

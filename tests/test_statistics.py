@@ -68,7 +68,7 @@ def test_intervals_are_seeded_and_use_ten_thousand_resamples():
     assert (same != other).any()  # a 30-question interval is coarse; the draws show the seed
     samples = [
         {"correct": bool(v), "thinking_tokens": 5, "answer_tokens": 2, "exit": "natural",
-         "ignores_used": 0, "predicted": "1" if v else None, "thinking_limit": 8}
+         "ignores_used": 0, "unparsed": not v, "thinking_limit": 8}
         for v in values
     ]  # fmt: skip
     metrics = summarize(samples)

@@ -261,7 +261,7 @@ def test_an_ablation_can_name_its_paper_sheet():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         overrides = [
             "+ablation=wait_vs_hmm",
-            "+hydra.callbacks.summary.paper=sweeps/table4_extrapolation.yaml",
+            "hydra.callbacks.summary.paper=sweeps/table4_extrapolation.yaml",
         ]
         cfg = compose("config", overrides=overrides, return_hydra_config=True)
     summary = instantiate(cfg.hydra.callbacks.summary)

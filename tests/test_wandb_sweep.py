@@ -315,8 +315,9 @@ def test_wandb_sync_of_the_sweeps_folder_takes_every_run(ablation):
 def test_cli_sweep_logs_every_job_into_the_sweeps_folder(s1_env: dict, tmp_path: Path):
     """The real pipeline: two jobs, the first selects and trains, then the sweep's report; all
     W&B runs in <sweep>/wandb, in one group."""
-    fast = [o for o in FAST if not o.startswith("benchmark.size=")] + ["benchmark.toy.size=8"]
-    args = [*fast, "extrapolation=none,wait", "hydra.sweep.dir=sweep"]
+    fast = [o for o in FAST if not o.startswith("benchmark.toy.size=")] + ["benchmark.toy.size=8"]
+    # a selection no other test makes: this sweep must select and train (the store is shared)
+    args = [*fast, "selection.size=290", "extrapolation=none,wait", "hydra.sweep.dir=sweep"]
     proc = run_s1exp([*args, "-m"], tmp_path, s1_env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     runs = sweep_runs(tmp_path / "sweep")

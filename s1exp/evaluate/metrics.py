@@ -85,7 +85,7 @@ def summarize(samples: list[dict], resamples: int = 10_000, seed: int = 0) -> di
         "answer_tokens": mean(s["answer_tokens"] for s in samples),
         "forced_exit_rate": mean(s["exit"] == "forced" for s in samples),
         "ignores_used": mean(s["ignores_used"] for s in samples),
-        "unparsed_rate": mean(s["predicted"] is None for s in samples),
+        "unparsed_rate": mean(bool(s.get("unparsed")) for s in samples),
         "n": float(len(samples)),
     } | {
         name: mean(float(s["scores"][name]) for s in samples)

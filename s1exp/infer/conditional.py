@@ -135,6 +135,7 @@ class StepTrajectory(Trajectory):
         `<|im_start|>` is the delimiter's, already in context)."""
         self.finish_reasons.append("stop")
         self.rounds += 1
+        self.extra["scores"]["stopped_at_zero"] = 1
         self.thinking_ids.pop()
         self.exit_ids = list(self.marks.natural_exit)
         self.exit, self.phase, self.probe = "forced", "answer", None
@@ -191,8 +192,8 @@ class StepConditional(InstructedForcing):
     def trajectory(self, prompt: list[int], seed: int | None = None) -> Trajectory:
         return StepTrajectory(
             prompt, self.budget_for(prompt), self, self.marks, self.extrapolation_ids, seed=seed,
-            extra={"scores": {"steps_used": 0}}, markers=self.markers, zero_ids=self.zero_ids,
-            force=self.force,
+            extra={"scores": {"steps_used": 0, "stopped_at_zero": 0}}, markers=self.markers,
+            zero_ids=self.zero_ids, force=self.force,
         )  # fmt: skip
 
     def record(self, t: Trajectory, tokenizer: Any) -> dict:
