@@ -45,6 +45,8 @@ class SweepSummary(Callback):
         (sweep_dir / SUMMARY_FILE).write_text(report.summary, encoding="utf-8")  # "Δ"
         print(f"\nSweep report ({sweep_dir / REPORT_DIR}):\n{report.summary}", flush=True)
         self.log_to_wandb(config, sweep_dir, report, images)
+        if config.get("logger", {}).get("enabled"):
+            print(f"Every run side by side: wandb leet {sweep_dir / 'wandb'}", flush=True)
 
     @staticmethod
     def log_to_wandb(
