@@ -22,18 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def first_divergence(a: list[int], b: list[int]) -> int | None:
-    if a == b:
-        return None
-    return next(
-        (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b))
-    )
-
-
 def run(model: str, prompts_n: int, batch_sizes: list[int], dtypes: list[str], cap: int) -> None:
     import torch
     from transformers import AutoTokenizer
 
+    from bench.gpu_strategies import first_divergence
     from s1exp.data import toy
     from s1exp.data.format import prompt_ids
     from s1exp.infer.budget_forcing import BudgetForcing
