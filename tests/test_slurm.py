@@ -54,7 +54,8 @@ def test_sweep_runs_as_slurm_jobs_with_ddp_ranks(toy_run: Path, s1_env: dict, tm
     assert steps == 38  # 300 examples, 2 ranks x micro-batch 8 = global batch 16, 2 epochs
     logs = "".join(p.read_text() for p in (tmp_path / "sweep" / ".submitit").glob("*/*_log.out"))
     assert "global_rank=1(2)" in logs  # a second SLURM task ran as rank 1
-    assert "Sweep summary" in proc.stdout
+    assert "Sweep report (" in proc.stdout  # the sweep-end callback ran on the submitting host
+    assert (tmp_path / "sweep" / "report" / "report.md").is_file()
     # The launcher sizes a later job of the same model as evaluation-only (s1exp.resolvers):
     # its model key must be the one the pipeline stored the model under.
     overrides = [a for a in args if a != "-m" and not a.startswith(("hydra.", "extrapolation"))]
