@@ -17,7 +17,7 @@ from s1exp import track
 from s1exp.callbacks import SweepSummary
 from s1exp.errors import ConfigError
 from s1exp.evaluate.metrics import paired_bootstrap_diff
-from s1exp.report.sweep import reference_deltas
+from s1exp.report.sweep import load_sweep, member_deltas
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
@@ -218,12 +218,12 @@ def test_crossed_axis_compares_with_the_reference_of_the_same_value(tmp_path: Pa
     write_job(tmp_path, 1, ["selection=s1k", "seed=2"], right[1])
     write_job(tmp_path, 2, ["selection=random", "seed=1"], right[2])
     write_job(tmp_path, 3, ["selection=random", "seed=2"], right[2])
-    deltas = reference_deltas(tmp_path, "selection=s1k", resamples=200)
+    deltas = member_deltas(load_sweep(tmp_path), "selection=s1k", "toy", resamples=200)
     assert [d[0] for d in deltas] == [0.0, 0.0, -50.0, 25.0]
 
 
 def test_reference_deltas_none_when_no_job_matches(sweep: Path):
-    assert reference_deltas(sweep, "selection.size=1000") is None
+    assert member_deltas(load_sweep(sweep), "selection.size=1000", "toy") is None
 
 
 # --- Table 2's ablation configs ----------------------------------------------------------------

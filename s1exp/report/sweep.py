@@ -212,14 +212,3 @@ def member_deltas(
         paired_delta(scores(m), scores(members[r]), resamples) if r is not None else None
         for m, r in zip(members, refs, strict=True)
     ]
-
-
-def reference_deltas(
-    sweep_dir: Path, reference: str, resamples: int = 10_000, benchmark: str | None = None
-) -> list[Delta | None] | None:
-    """member_deltas for a sweep dir, on `benchmark` (default: the first job's first)."""
-    members = load_sweep(sweep_dir)
-    if not members:
-        return None
-    bench = benchmark or next(iter(members[0].metrics))
-    return member_deltas(members, reference, bench, resamples)
