@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,61 +28,48 @@ def method_for(cfg: DictConfig, benchmark: Any) -> Any:
     return instantiate(cfg.method)
 
 
-class LazyEngine:
-    """The engine, loaded on first use and then shared by every benchmark of the call."""
+@dataclass
+class Planned:
+    """One benchmark of the call, read and prompted before the model loads."""
 
-    def __init__(self, cfg: DictConfig, model_path: str) -> None:
-        self.cfg, self.model_path = cfg, model_path
-        self.engine: Any = None
-        self.load_seconds = 0.0
-
-    def get(self) -> Any:
-        if self.engine is None:
-            start = time.perf_counter()
-            self.engine = instantiate(self.cfg.engine, model_path=self.model_path)
-            self.load_seconds = time.perf_counter() - start
-        return self.engine
+    name: str
+    benchmark: Any
+    method: Any
+    items: list[Any]
+    prompts: list[list[int]]
 
 
 def evaluate(cfg: DictConfig, model_path: str, outs: dict[str, Path]) -> dict[str, dict]:
     """Evaluate each benchmark `name` of cfg.benchmark into outs[name] (samples.jsonl,
-    metrics.json); returns the metrics per benchmark. Settings are checked for every benchmark
-    before the model loads."""
+    metrics.json) with one engine; returns the metrics per benchmark. Every benchmark's settings
+    and file are checked before the model loads."""
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     plans = []
-    for name in outs:  # bad settings and bad files fail here, before any model is loaded
+    for name in outs:
         benchmark = load_benchmark(name, cfg.benchmark[name])
         method = method_for(cfg, benchmark)
         method.prepare(tokenizer)
         items = benchmark.items()
         prompts = [method.prompt(tokenizer, item["question"]) for item in items]
-        plans.append((name, benchmark, method, items, prompts))
-    engine = LazyEngine(cfg, model_path)
+        plans.append(Planned(name, benchmark, method, items, prompts))
+    start = time.perf_counter()
+    engine = instantiate(cfg.engine, model_path=model_path)
+    load_seconds = time.perf_counter() - start
     return {
-        name: evaluate_benchmark(
-            name, benchmark, method, tokenizer, engine, items, prompts, outs[name]
-        )
-        for name, benchmark, method, items, prompts in plans
+        plan.name: evaluate_benchmark(plan, tokenizer, engine, load_seconds, outs[plan.name])
+        for plan in plans
     }
 
 
 def evaluate_benchmark(
-    name: str,
-    benchmark: Any,
-    method: Any,
-    tokenizer: Any,
-    engine: LazyEngine,
-    items: list[Any],
-    prompts: list[list[int]],
-    out_dir: Path,
+    plan: Planned, tokenizer: Any, engine: Any, load_seconds: float, out_dir: Path
 ) -> dict[str, float]:
-    loaded = engine.get()
     start = time.perf_counter()
-    records = method.run(loaded, tokenizer, prompts)
+    records = plan.method.run(engine, tokenizer, plan.prompts)
     seconds = time.perf_counter() - start
     samples = [
         {
-            "benchmark": name,
+            "benchmark": plan.name,
             "id": item["id"],
             "question": item["question"],
             "gold": item["answer"],
@@ -89,13 +77,13 @@ def evaluate_benchmark(
             "prompt": tokenizer.decode(prompt),
         }
         | record
-        | grade(benchmark, item["answer"], record)
-        for item, prompt, record in zip(items, prompts, records, strict=True)
+        | grade(plan.benchmark, item["answer"], record)
+        for item, prompt, record in zip(plan.items, plan.prompts, records, strict=True)
     ]
     metrics = summarize(samples)
     tokens = sum(s["generated_tokens"] for s in samples)
     metrics |= {
-        "engine_load_seconds": engine.load_seconds,  # paid by the first benchmark of the call
+        "engine_load_seconds": load_seconds,  # one load, shared by the call's benchmarks
         "generate_seconds": seconds,
         "generated_tokens_per_s": tokens / max(seconds, 1e-9),
     }
