@@ -229,14 +229,14 @@ def evaluate_and_record(
         lambda outs: evaluate_stage(cfg, model_path, outs),
         describe={name: {"model": model_key, "benchmark": name} for name in eval_keys},
     )
+    seconds = time.perf_counter() - start  # one call evaluated every benchmark it built
     benchmarks = {
-        name: _stage_record(artifact, time.perf_counter() - start)
-        | read_json(artifact.path / "process.json", {})
+        name: _stage_record(artifact, seconds) | read_json(artifact.path / "process.json", {})
         for name, artifact in evaluations.items()
     }
     stages["evaluate"] = {
         "reused": not any(a.built for a in evaluations.values()),
-        "seconds": time.perf_counter() - start,
+        "seconds": seconds,
         "benchmarks": benchmarks,  # name -> key, path, reused, pid of the evaluating process
     }
     metrics = {name: read_json(a.path / "metrics.json") for name, a in evaluations.items()}

@@ -30,6 +30,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal, InvalidOperation
 
+from s1exp.data.format import ANSWER_START, END_OF_THINKING
+from s1exp.data.format import END_OF_TURN as CHAT_END_OF_TURN
+
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
 
 # ---------------------------------------------------------------------------------------------
@@ -58,14 +61,13 @@ def exact_match(predicted: str | None, gold: str) -> bool:
 # ---------------------------------------------------------------------------------------------
 # Extraction
 
-ANSWER_TURN = "<|im_start|>answer\n"
-TURN = "<|im_start|>"
-END_OF_TURN = ("<|im_end|>", "<|endoftext|>")
+ANSWER_TURN = ANSWER_START + "\n"
+TURN = END_OF_THINKING  # any `<|im_start|>` opens a new section
+END_OF_TURN = (CHAT_END_OF_TURN, "<|endoftext|>")
 BOX_COMMANDS = ("\\boxed", "\\fbox")
 _ANSWER_LABEL = re.compile(r"answer\s*:", re.IGNORECASE)
 # Pairs that wrap a whole answer without being part of it: display math and markdown emphasis.
 _WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("**", "**"), ("*", "*"))
-_BARE_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)")
 
 
 def answer_section(text: str) -> str:
@@ -175,7 +177,7 @@ def extract_answer(text: str) -> str | None:
         if (answer := rule(section)) is not None:
             return answer
     bare = _unwrap(section)
-    return bare if _BARE_NUMBER.fullmatch(bare) else None
+    return bare if _NUMBER.fullmatch(bare) else None
 
 
 # GPQA: a letter A-D. Letters are upper case except where the letter is the whole answer, so that
