@@ -18,7 +18,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
-from s1exp import keys, plan, preflight, track
+from s1exp import cost, keys, plan, preflight, track
 from s1exp.data.curate import SELECTION_FILE, build_features, build_selection
 from s1exp.data.format import token_ids, training_example
 from s1exp.evaluate.run import evaluate
@@ -121,7 +121,9 @@ def _stage_record(artifact: Artifact, seconds: float) -> dict[str, Any]:
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or reuse) every stage and write results.json + samples.jsonl into run_dir."""
+    started = time.perf_counter()  # the cost block's wall time starts here
     preflight.check(cfg)  # settings that cannot work fail now, before anything loads
+    cost.usd_per_gpu_hour(cfg)  # a bad price too, not after the run has spent its GPU-hours
     run_dir.mkdir(parents=True, exist_ok=True)
     store = ArtifactStore(Path(cfg.paths.store).expanduser().resolve())
     instantiate(cfg.method)  # bad test-time settings fail now, before any stage runs
@@ -135,7 +137,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         stages, model_key, model_path = prepare_model(
             cfg, recipe, store, sel_key, model_key, signal, run_dir
         )
-    return evaluate_and_record(cfg, store, stages, model_key, model_path, run_dir)
+    return evaluate_and_record(cfg, store, stages, model_key, model_path, run_dir, started)
 
 
 def prepare_model(
@@ -216,9 +218,11 @@ def evaluate_and_record(
     model_key: str,
     model_path: str,
     run_dir: Path,
+    started: float,
 ) -> dict[str, Any]:
     """The evaluate stage for every benchmark of cfg.benchmark (in a fresh process when this one
-    just trained), then results.json with the metrics per benchmark."""
+    just trained), then results.json with the metrics per benchmark and the job's cost since
+    `started` (a perf_counter reading)."""
     trained_here = not stages["train"]["reused"]
     evaluate_stage = evaluate_in_subprocess if trained_here else evaluate
     start = time.perf_counter()
@@ -250,6 +254,7 @@ def evaluate_and_record(
         "overrides": list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else [],
         "stages": stages,
         "timings": {name: stage["seconds"] for name, stage in stages.items()},
+        "cost": cost.job_cost(cfg, time.perf_counter() - started, stages),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     results["wandb_dir"] = track.log_eval(cfg, run_dir, results, samples, _tags())
@@ -263,5 +268,6 @@ def evaluate_and_record(
             m["accuracy_ci_high"],
             m["thinking_tokens"],
         )
+    log.info("cost: %s", cost.describe(results["cost"]))
     log.info("run dir %s", run_dir)
     return results

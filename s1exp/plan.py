@@ -2,14 +2,16 @@
 
     python -m s1exp.plan model=qwen2.5-32b-instruct train=s1 strategy=fsdp
     python -m s1exp.plan model=qwen2.5-32b-instruct train=s1_4k strategy=fsdp train.num_nodes=1
-    python -m s1exp.plan model=s1-32b train=none engine=vllm
+    python -m s1exp.plan model=s1-32b train=none engine=vllm benchmark=[aime24,math500]
 
 Composes the config as `python -m s1exp` does (same overrides; `gpu=h200` etc. picks the card)
 and prints one table per phase and a verdict line each: training (weights, gradients, optimizer
 state, fp32 master copies, what is gathered in flight, activations with and without
 checkpointing, offloaded state) and evaluation (vLLM weights, KV cache, how many max-length
-sequences fit at each tensor-parallel size, and the suggested one). The formulas are in
-s1exp/planning/memory.py. `check_fits` is the preflight check built on the same numbers.
+sequences fit at each tensor-parallel size, and the suggested one), then the GPU-hours the job
+will take (training from FLOPs at the MFU of the paper's 26 minutes on 16 H100, evaluation from
+the thinking tokens it decodes). The formulas are in s1exp/planning/memory.py and hours.py.
+`check_fits` is the preflight check built on the same numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from s1exp.errors import ConfigError
+from s1exp.errors import ConfigError, exiting_on_config_error
 
 # The planner's API (preflight and the tests use these names from here).
 from s1exp.planning.config import (  # noqa: F401
@@ -33,6 +35,7 @@ from s1exp.planning.config import (  # noqa: F401
     train_setup,
     trains_on_gpu,
 )
+from s1exp.planning.hours import hours_report, settings
 from s1exp.planning.memory import longest_fitting_block
 from s1exp.planning.report import (  # noqa: F401
     EVAL_SEQUENCES,
@@ -43,6 +46,15 @@ from s1exp.planning.report import (  # noqa: F401
 )
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
+# GPU-hours settings (s1exp/planning/hours.py HoursSettings): --tokens-per-example etc., each
+# over the config key / default of the same name
+HOURS_FLAGS = {
+    "tokens_per_example": (float, "mean tokens of a training example (data.tokens_per_example)"),
+    "examples": (int, "training examples (default selection.size; selection=full: the pool)"),
+    "hbm_tb_s": (float, "HBM bandwidth per GPU in TB/s (gpu.hbm_tb_s; default: by gpu.name)"),
+    "decode_efficiency": (float, "share of the HBM bandwidth a decode step attains (0.5)"),
+    "decode_tokens_per_s": (float, "a measured decode rate per replica; replaces the model"),
+}
 log = logging.getLogger(__name__)
 
 
@@ -112,8 +124,14 @@ def main(argv: list[str] | None = None) -> None:
         default=EVAL_SEQUENCES,
         help="max-length sequences the suggested vLLM tensor-parallel size must hold at once",
     )
+    hours = parser.add_argument_group("GPU-hours assumptions (s1exp/planning/hours.py)")
+    for dest, (kind, help_text) in HOURS_FLAGS.items():
+        hours.add_argument("--" + dest.replace("_", "-"), type=kind, help=help_text)
     args = parser.parse_args(argv)
-    print(report(compose(args.overrides), args.sequences))
+    with exiting_on_config_error():
+        cfg = compose(args.overrides)
+        chosen = settings(cfg, **{dest: getattr(args, dest) for dest in HOURS_FLAGS})
+        print(report(cfg, args.sequences) + "\n\n" + hours_report(cfg, chosen))
 
 
 if __name__ == "__main__":

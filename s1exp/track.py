@@ -74,15 +74,26 @@ def _parse(overrides: list[str]) -> list[Any]:
     return OverridesParser.create().parse_overrides(overrides)
 
 
-def swept_keys(sweep_dir: Path, sweeper_params: Mapping[str, Any] | None) -> set[str]:
-    """The keys a sweep varies: its sweeper params (an ablation's `hydra.sweeper.params`) and
-    the command line's sweeps (`extrapolation=none,wait`), which Hydra keeps only in the
-    `multirun.yaml` it writes into the sweep dir before the first job starts."""
+def swept_keys(
+    sweep_dir: Path,
+    sweeper_params: Mapping[str, Any] | None,
+    grids: Mapping[str, Any] | None = None,
+) -> set[str]:
+    """The keys a sweep varies: its sweeper params (an ablation's `hydra.sweeper.params`), every
+    key a grid of the `grids` sweeper sets (grids differ in them even where each grid holds one
+    value, e.g. budget=auto next to the caps), and the command line's sweeps
+    (`extrapolation=none,wait`), which Hydra keeps only in the `multirun.yaml` it writes into the
+    sweep dir before the first job starts."""
+    from hydra_plugins.s1exp_sweeper.grids import grid_overrides
+
     lines = [f"{k}={v}" for k, v in (sweeper_params or {}).items()]
     saved = sweep_dir / "multirun.yaml"
     if saved.is_file():
         lines += list(OmegaConf.load(saved).hydra.overrides.task)
-    return {_override_key(o) for o in _parse(lines) if o.is_sweep_override()}
+    keys = {_override_key(o) for o in _parse(lines) if o.is_sweep_override()}
+    for name, grid in (grids or {}).items():
+        keys |= {_override_key(o) for o in _parse(grid_overrides(name, grid))}
+    return keys
 
 
 def job_axes(overrides: list[str], swept: set[str] | None) -> dict[str, str]:
@@ -117,7 +128,8 @@ def current_job() -> Job:
     if hc.mode != RunMode.MULTIRUN:
         return Job(axes=job_axes(overrides, None), choices=choices)
     sweep_dir = Path(hc.runtime.cwd, hc.sweep.dir).resolve()  # sweep.dir may be relative
-    swept = swept_keys(sweep_dir, hc.sweeper.get("params")) or None  # none found: all overrides
+    sweeper = OmegaConf.to_container(hc.sweeper)
+    swept = swept_keys(sweep_dir, sweeper.get("params"), sweeper.get("grids")) or None
     return Job(sweep_dir, hc.job.get("num"), job_axes(overrides, swept), choices)
 
 
@@ -186,11 +198,27 @@ def eval_summary(metrics: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+COST_STAGE_KEYS = ("wall_seconds", "gpu_hours", "usd")
+
+
+def cost_summary(cost: Mapping[str, Any] | None) -> dict[str, Any]:
+    """results.json's cost block as W&B summary values: `cost/<field>` for the job (wall time,
+    device, GPUs, GPU-hours, dollars, price) and `cost/<stage>/<field>` for what each stage spent
+    here, so a sweep's runs compare by cost in one column each. Empty without a block."""
+    if not cost:
+        return {}
+    summary = {f"cost/{k}": v for k, v in cost.items() if k != "stages" and v is not None}
+    for stage, spent in cost.get("stages", {}).items():
+        summary |= {f"cost/{stage}/{k}": spent[k] for k in COST_STAGE_KEYS if spent[k] is not None}
+    return summary
+
+
 def log_eval(
     cfg: DictConfig, run_dir: Path, results: dict[str, Any], samples: list[dict], tags: list[str]
 ) -> str | None:
     """Log one eval run: results["metrics"] ({benchmark: {metric: value}}) as summary values
-    (eval_summary) and the samples as a table; returns the W&B run dir."""
+    (eval_summary), the timings and the job's cost (cost_summary), and the samples as a table;
+    returns the W&B run dir."""
     if not cfg.logger.enabled:
         return None
     import wandb
@@ -201,7 +229,7 @@ def log_eval(
         metrics = eval_summary(results["metrics"])
         run.log(metrics)
         timings = {f"timing/{k}": v for k, v in results.get("timings", {}).items()}
-        run.summary.update(metrics | timings)
+        run.summary.update(metrics | timings | cost_summary(results.get("cost")))
         rows = [[s.get(c) for c in SAMPLE_COLUMNS] for s in samples]  # older samples lack fields
         run.log({"eval/samples": wandb.Table(columns=list(SAMPLE_COLUMNS), data=rows)})
         return str(Path(run.dir).parent)
@@ -241,9 +269,11 @@ def _sweep_config(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     """The report run's config: the settings every job shares (Hydra's own node left out) and
     which keys the sweep varies."""
     shared = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-    params = OmegaConf.select(cfg, "hydra.sweeper.params")
+    node = OmegaConf.select(cfg, "hydra.sweeper")
+    sweeper = OmegaConf.to_container(node) if node is not None else {}
+    swept = swept_keys(sweep_dir, sweeper.get("params"), sweeper.get("grids"))
     return OmegaConf.to_container(shared, resolve=True) | {
-        "sweep": {"dir": str(sweep_dir), "swept": sorted(swept_keys(sweep_dir, params))}
+        "sweep": {"dir": str(sweep_dir), "swept": sorted(swept)}
     }
 
 

@@ -12,6 +12,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import get_class, get_method, instantiate
 from omegaconf import OmegaConf
 
+from hydra_plugins.s1exp_sweeper.grids import expand_grids
+
 ROOT = Path(__file__).resolve().parent.parent
 CONF = ROOT / "conf"
 GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "ablation")
@@ -87,15 +89,12 @@ def test_every_ablation_dry_runs(ablation: str, tmp_path: Path):
     assert out.returncode == 0, out.stderr
     cfg = _compose([f"+ablation={ablation}"], hydra_cfg=True)
     assert cfg.hydra.mode.name == "MULTIRUN"
-    params = cfg.hydra.sweeper.params
-    assert params, "an ablation must sweep something"
     assert cfg.logger.group == ablation
-    axes = {key: str(values).split(",") for key, values in params.items()}
-    for key, values in axes.items():  # every swept value composes with the others' first values
-        for value in values:
-            others = [f"{k}={v[0]}" for k, v in axes.items() if k != key]
-            cfg = _compose([f"+ablation={ablation}", *others, f"{key}={value}"])
-            instantiate(cfg.method)  # and makes a valid test-time method
+    sweeper = OmegaConf.to_container(cfg.hydra.sweeper)
+    jobs = expand_grids(sweeper.get("params"), sweeper.get("grids"), [])
+    assert jobs, "an ablation must sweep something"
+    for job in jobs:  # every job composes and makes a valid test-time method
+        instantiate(_compose([f"+ablation={ablation}", *job]).method)
 
 
 def test_help_lists_groups_and_cfg_job_prints_resolved_config(tmp_path: Path):

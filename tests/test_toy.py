@@ -141,6 +141,23 @@ def test_traces(pool):
     assert 0.02 <= hard["toy/aime"] / len(pool) <= 0.1 and hard["toy/gpqa"] > 0
 
 
+def test_second_teacher_rechecks_more():
+    """s1K-1.1's kind of teacher (r1) writes longer traces that re-check more, on the same
+    questions and base columns as s1K's (Table 5's two trace sources); s1K's pool is unchanged."""
+    gemini, r1 = make_pool(size=1500, seed=4), make_pool(size=1500, seed=4, teacher="r1")
+    same = ("id", "question", "answer", "source", "domain", "base_small_correct")
+    assert [[r[k] for k in same] for r in gemini] == [[r[k] for k in same] for r in r1]
+    assert make_pool(size=1500, seed=4, teacher="gemini") == gemini
+    g, d = _clean(gemini), _clean(r1)
+    mean = lambda rows: sum(r["thinking_tokens"] or 0 for r in rows) / len(rows)  # noqa: E731
+    assert mean(d) > 1.2 * mean(g)
+    assert sum("Wait" in r["thinking"] for r in d) > 1.5 * sum("Wait" in r["thinking"] for r in g)
+    assert any("let me check again" in r["thinking"] for r in d)
+    assert not any("let me check again" in r["thinking"] for r in g)
+    with pytest.raises(ValueError, match="data.pool.teacher"):
+        make_pool(size=10, teacher="gpt")
+
+
 def test_thinking_tokens(pool):
     for row in pool:
         if row["thinking"] is not None and row["thinking_tokens"] is not None:

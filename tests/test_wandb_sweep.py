@@ -30,8 +30,9 @@ from conftest import FAST, WANDB_CLI, run_s1exp, wandb_inspect
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from s1exp import track
+from s1exp import cost, track
 from s1exp.__main__ import CONFIG_DIR
+from s1exp.report.cost import cost_line
 
 EXTRAPOLATIONS = ("none", "empty", "alternatively", "hmm", "wait")  # conf/ablation/wait_vs_hmm
 LOGGED = "logged.json"  # what this file's job logged, for the test to compare with W&B
@@ -335,6 +336,29 @@ def test_cli_sweep_logs_every_job_into_the_sweeps_folder(s1_env: dict, tmp_path:
         run = read_run(Path(results["wandb_dir"]))
         assert Path(results["wandb_dir"]).parent == tmp_path / "sweep" / "wandb"
         assert run["summary"]["eval/accuracy"] == results["metrics"]["toy"]["accuracy"]
+        assert_cost_logged(results, run["summary"])
+    jobs = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/results.json"))]
+    assert [j["cost"]["stages"]["train"]["reused"] for j in jobs] == [False, True]
+    line = cost_line(jobs)  # the sweep's cost line, from the jobs' real cost blocks
+    assert line.startswith("Cost: 2 jobs, ") and "of wall time (summed over jobs)" in line
+
+
+def assert_cost_logged(results: dict, summary: dict) -> None:
+    """A real job's cost block (s1exp.cost) in results.json and as cost/* in its W&B summary."""
+    block = results["cost"]
+    devices = cost.held_devices({})  # the job ran here, outside SLURM
+    assert (block["device"], block["gpus"]) == (devices.kind, devices.gpus)
+    assert block["usd_per_gpu_hour"] == results["config"]["gpu"]["usd_per_gpu_hour"]
+    assert block["priced_as"] == results["config"]["gpu"]["name"]
+    assert block["gpu_hours"] == pytest.approx(devices.gpus * block["wall_seconds"] / 3600)
+    assert block["stages"].keys() == results["stages"].keys()
+    # the job's wall time holds every stage's
+    assert block["wall_seconds"] >= sum(s["seconds"] for s in results["stages"].values())
+    for key in ("wall_seconds", "device", "gpus", "gpu_hours", "usd", "usd_per_gpu_hour"):
+        assert summary[f"cost/{key}"] == block[key]
+    for stage, spent in block["stages"].items():
+        assert spent["wall_seconds"] == results["stages"][stage]["seconds"]
+        assert summary[f"cost/{stage}/wall_seconds"] == spent["wall_seconds"]
 
 
 if __name__ == "__main__":

@@ -324,8 +324,11 @@ def join_traces(
     return joined, sorted(set(available) | set(wanted))
 
 
-def toy_pool(size: int, seed: int, flawed_fraction: float, **_: Any) -> list[PoolRow]:
-    """The embedded toy world: a seeded stand-in with the featurized pool's schema."""
-    rows = toy.make_pool(size=size, seed=seed, flawed_fraction=flawed_fraction)
+def toy_pool(
+    size: int, seed: int, flawed_fraction: float, teacher: str = "gemini", **_: Any
+) -> list[PoolRow]:
+    """The embedded toy world: a seeded stand-in with the featurized pool's schema; `teacher`
+    picks its trace source (s1exp.data.toy.TEACHERS)."""
+    rows = toy.make_pool(size=size, seed=seed, flawed_fraction=flawed_fraction, teacher=teacher)
     available = rows[0].keys() if rows else POOL_FIELDS
     return to_pool_rows(rows, column_map("pool", None), available, "the toy pool", "toy")

@@ -337,26 +337,50 @@ def _find_slip(
     return None
 
 
-def _teacher(p: Problem, x: float, rng: random.Random) -> tuple[str, str]:
+@dataclass(frozen=True)
+class Teacher:
+    """Cumulative rates of a teacher's trace endings (see `_teacher`): `wrong` (+ `wrong_slope` x
+    difficulty) left wrong, up to `inline` a slip fixed inline, up to `late` a slip caught after
+    "Wait" once an answer is stated; `check` re-checks the answer after "Wait", `recheck` twice."""
+
+    wrong: float
+    wrong_slope: float
+    inline: float
+    late: float
+    check: float
+    recheck: float = 0.0
+
+
+# Rates matter: a small model cannot tell when a slip happened, so frequent corrections teach it
+# to "correct" right answers at random; s1K's (gemini) keep them rare (~8%). s1K-1.1's DeepSeek-R1
+# traces are longer and re-check far more (Table 5's second trace source: data=toy_1.1).
+TEACHERS = {
+    "gemini": Teacher(wrong=0.03, wrong_slope=0.06, inline=0.14, late=0.17, check=0.5),
+    "r1": Teacher(wrong=0.02, wrong_slope=0.03, inline=0.2, late=0.3, check=0.9, recheck=0.4),
+}
+
+
+def _teacher(p: Problem, x: float, rng: random.Random, t: Teacher) -> tuple[str, str]:
     """Teacher trace and final answer: clean, slip fixed inline, caught late, or left wrong."""
     steps, answer = p.solve(None)
     lines = [s.text for s in steps]
     u = rng.random()
-    # Rates matter: a small model cannot tell when a slip happened, so frequent corrections teach
-    # it to "correct" right answers at random; rare ones (~8%) are kept but not imitated greedily.
-    if u < 0.03 + 0.06 * x and (found := _find_slip(p, steps, rng, wrong=True)):
+    if u < t.wrong + t.wrong_slope * x and (found := _find_slip(p, steps, rng, wrong=True)):
         _, bad, bad_answer = found
         return "\n".join([s.text for s in bad] + [f"So the answer is {bad_answer}."]), bad_answer
-    if u < 0.17 and (found := _find_slip(p, steps, rng, wrong=u >= 0.14)):
+    if u < t.late and (found := _find_slip(p, steps, rng, wrong=u >= t.inline)):
         k, bad, bad_answer = found
         fix = f"Wait, {steps[k].claim}, not {bad[k].value}."
-        if u < 0.14:  # inline: the slip is noticed right away
+        if u < t.inline:  # inline: the slip is noticed right away
             lines = lines[:k] + [bad[k].text, fix] + lines[k:]
         else:  # late: an answer is stated, then the re-check after "Wait" finds the slip
             lines = [s.text for s in bad] + [f"So the answer is {bad_answer}.", fix] + lines[k:]
     lines.append(f"So the answer is {answer}.")
-    if rng.random() < 0.5:
+    v = rng.random()
+    if v < t.check:
         lines.append(p.check)
+        if v < t.recheck:
+            lines.append(p.check.replace("Wait, let me check", "Wait, let me check again", 1))
     return "\n".join(lines), answer
 
 
@@ -386,8 +410,18 @@ def _flaw_question(question: str, kind: str, rng: random.Random) -> str:
     }[kind]
 
 
-def make_pool(size: int = 5000, seed: int = 0, flawed_fraction: float = 0.08) -> list[PoolRow]:
-    """The featurized toy pool: unique non-benchmark questions, teacher traces, base columns."""
+def make_pool(
+    size: int = 5000, seed: int = 0, flawed_fraction: float = 0.08, teacher: str = "gemini"
+) -> list[PoolRow]:
+    """The featurized toy pool: unique non-benchmark questions, teacher traces, base columns.
+
+    `teacher` names the trace source (`TEACHERS`). Every teacher gets the same questions and base
+    columns, as s1K and s1K-1.1 share theirs: the draws of the s1K teacher run for every pool
+    (so the pool stream never changes) and another teacher writes its traces from its own stream.
+    """
+    if teacher not in TEACHERS:
+        raise ValueError(f"data.pool.teacher={teacher!r}: choose one of {sorted(TEACHERS)}")
+    other = random.Random(f"{seed}:{teacher}") if teacher != "gemini" else None
     rng = random.Random(seed)
     domains = sorted(FAMILIES)
     n_flawed = round(size * flawed_fraction)
@@ -404,7 +438,9 @@ def make_pool(size: int = 5000, seed: int = 0, flawed_fraction: float = 0.08) ->
         steps, answer = p.solve(None)
         solution = _solution(steps, answer)
         x = _difficulty(solution)
-        thinking, final = _teacher(p, x, rng)
+        thinking, final = _teacher(p, x, rng, TEACHERS["gemini"])
+        if other is not None:
+            thinking, final = _teacher(p, x, other, TEACHERS[teacher])
         hard = rng.random() < 0.35 * x**2
         source = (
             rng.choice(("toy/aime", "toy/gpqa")) if hard else rng.choices(SOURCES, (9, 6, 3))[0]

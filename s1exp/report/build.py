@@ -12,9 +12,17 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from s1exp.report import plots, render
+from s1exp.report.cost import cost_line, cost_metrics
 from s1exp.report.errors import ReportError
 from s1exp.report.sheet import Sheet
-from s1exp.report.sweep import Delta, Member, load_sweep, member_deltas
+from s1exp.report.sweep import (
+    Delta,
+    Member,
+    label_members,
+    load_sweep,
+    member_deltas,
+    split_parts,
+)
 from s1exp.report.table3 import KindMetrics, benchmarks, kind_metrics
 
 REPORT_FILE = "report.md"
@@ -140,9 +148,12 @@ def build_report(
     sheet: Sheet | None = None,
     reference: str | None = None,
     resamples: int = 10_000,
+    members: list[Member] | None = None,
+    title: str | None = None,
 ) -> Report:
-    """The report of a sweep's finished jobs; `reference` defaults to the sheet's."""
-    members = load_sweep(sweep_dir)
+    """The report of a sweep's finished jobs (or of `members`, one part of them); `reference`
+    defaults to the sheet's."""
+    members = load_sweep(sweep_dir) if members is None else members
     if not members:
         raise ReportError(
             f"{sweep_dir} has no finished jobs (no */results.json); wait for the sweep to finish, "
@@ -157,7 +168,7 @@ def build_report(
         per_bench = {b: member_deltas(members, reference, b, resamples) for b in benches}
         deltas = None if None in per_bench.values() else per_bench
     kinds = kind_metrics(members)
-    lines = [f"# Sweep report: {sweep_dir}", ""]
+    lines = [f"# {title or f'Sweep report: {sweep_dir}'}", ""]
     lines += render.sheet_lines(sheet) + [""] if sheet else []
     lines += [
         f"{len(members)} finished jobs. Cells: accuracy % [95% bootstrap CI] · average "
@@ -167,6 +178,7 @@ def build_report(
     lines += ["", reference_note(reference, deltas is not None, resamples)] if reference else []
     lines += render.unmatched_lines(sheet, members) if sheet else []
     lines += ["", "## Runs", "", *render.details_table(members, benches)]
+    lines += ["", cost_line([m.results for m in members])]
     if any(k.row.runs >= 2 for k in kinds):
         lines += ["", *render.table3_block(kinds, sheet)]
     if sheet:
@@ -179,12 +191,52 @@ def build_report(
     plot_lines = ["", "## Plots", ""] + [f"![{name}]({name})" for name in drawn]
     markdown = summary + ("\n".join(plot_lines) + "\n" if drawn else "")
     metrics: dict[str, float] = {"jobs": float(len(members))}
+    metrics |= cost_metrics([m.results for m in members])
     for bench in benches:
         accuracy = [m.metrics[bench]["accuracy"] for m in members if m.scored(bench)]
         if accuracy:
             metrics[f"{bench}/best_accuracy"] = float(max(accuracy))
     tables = wandb_tables(members, benches, deltas, kinds, sheet)
     return Report(sweep_dir, markdown, summary, tables, drawn, metrics)
+
+
+@dataclass(frozen=True)
+class Part:
+    """A report part's settings (hydra.callbacks.summary.parts.<part>): its paper sheet and the
+    job its runs are compared with, as a single sweep's `paper` and `reference`."""
+
+    sheet: Sheet | None = None
+    reference: str | None = None
+
+
+def build_part_reports(
+    sweep_dir: Path, parts: dict[str, Part], resamples: int = 10_000
+) -> tuple[dict[str, Report], list[str]]:
+    """One report per part of a grids sweep, over the jobs whose grid is "<part>/..." (Member.
+    part), in the order of `parts`, then any part it does not name (no sheet); each part is
+    labelled on its own. Also returns the parts of `parts` without a finished job."""
+    members = load_sweep(sweep_dir)
+    by_part = split_parts(members)
+    order = [*parts, *(p for p in by_part if p not in parts)]
+    reports = {}
+    for name in order:
+        if name not in by_part:
+            continue
+        own = label_members(by_part[name])
+        settings = parts.get(name, Part()) if name else Part()
+        title = f"Sweep report: {sweep_dir}, part {name or 'without a sweep_part'}"
+        reports[name or "unassigned"] = build_report(
+            sweep_dir, settings.sheet, settings.reference, resamples, own, title
+        )
+    return reports, [p for p in parts if p not in by_part]
+
+
+def combined_summary(reports: dict[str, Report], missing: list[str]) -> str:
+    """summary.txt of a sweep with parts: every part's summary, each under its own title, and
+    a line for each configured part no job finished."""
+    texts = [report.summary for report in reports.values()]
+    texts += [f"# Part {name}: no finished jobs (no grid {name}/... ran)\n" for name in missing]
+    return "\n".join(texts)
 
 
 def publish(report: Report, out_dir: Path) -> dict[str, Path]:

@@ -4,12 +4,14 @@ metrics, and its per-question correctness for paired comparisons."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from hydra_plugins.s1exp_sweeper.grids import PART_KEY, part_of
 from s1exp.evaluate.metrics import paired_bootstrap_diff
 from s1exp.evaluate.scaling import method_kind
 from s1exp.report.errors import ReportError
@@ -26,9 +28,15 @@ def job_dirs(sweep_dir: Path) -> list[Path]:
     return [path.parent for path in paths]
 
 
+def is_bookkeeping(override: str) -> bool:
+    """`+ablation=` (every job of a sweep has it) and `sweep_part=` (the grid a job came from,
+    read from its config): neither is a setting the job varies."""
+    return override.startswith("+ablation") or override_key(override) == PART_KEY
+
+
 def job_overrides(results: dict[str, Any]) -> list[str]:
-    """A job's command-line overrides without the `+ablation=` that every job of a sweep shares."""
-    return [o for o in results.get("overrides", []) if not o.startswith("+ablation")]
+    """A job's command-line overrides without the bookkeeping ones (is_bookkeeping)."""
+    return [o for o in results.get("overrides", []) if not is_bookkeeping(o)]
 
 
 def override_key(override: str) -> str:
@@ -76,6 +84,24 @@ class Member:
         metrics = self.metrics.get(bench) or {}
         has = all(metrics.get(k) is not None for k in ("accuracy", "thinking_tokens"))
         return metrics if has else None
+
+    @property
+    def grid(self) -> str | None:
+        """The grid of a `hydra/sweeper=grids` sweep this job came from ("figure4a/caps"):
+        its config's sweep_part, else its override (results written without a config)."""
+        grid = self.results.get("config", {}).get(PART_KEY)
+        if grid is None:
+            overrides = self.results.get("overrides", [])
+            given = [
+                o.split("=", 1)[1] for o in overrides if override_key(o) == PART_KEY and "=" in o
+            ]
+            grid = given[-1] if given else None
+        return None if grid is None else str(grid)
+
+    @property
+    def part(self) -> str | None:
+        """The report part (table) the job belongs to: its grid's name before the "/"."""
+        return None if self.grid is None else part_of(self.grid)
 
     @property
     def choices(self) -> dict[str, Any]:
@@ -154,11 +180,31 @@ def load_sweep(sweep_dir: Path) -> list[Member]:
                 "delete its dir to leave it out"
             ) from error
         members.append(Member(path, path.name, job_overrides(results), results))
+    return label_members(members)
+
+
+def label_members(members: list[Member]) -> list[Member]:
+    """Label each member by its overrides minus those every member shares (set `swept`); two
+    members of different grids with the same label get their grid appended. Called again on a
+    part's members, so a part's table shows only what varies within that part."""
     shared = set.intersection(*(set(m.overrides) for m in members)) if len(members) > 1 else set()
     for member in members:
         member.swept = [o for o in member.overrides if o not in shared]
-        member.label = " ".join(member.swept) or member.label
+        member.label = " ".join(member.swept) or member.path.name
+    counts = Counter(m.label for m in members)
+    for member in members:
+        if counts[member.label] > 1 and member.grid:
+            member.label = f"{member.label} [{member.grid}]"
     return members
+
+
+def split_parts(members: Sequence[Member]) -> dict[str | None, list[Member]]:
+    """Members by report part (Member.part), parts in order of their first job; None holds the
+    jobs of no grid."""
+    parts: dict[str | None, list[Member]] = {}
+    for member in members:
+        parts.setdefault(member.part, []).append(member)
+    return parts
 
 
 def reference_jobs(overrides: Sequence[Sequence[str]], reference: str) -> list[int | None] | None:
