@@ -438,15 +438,22 @@ def assert_trained_once(runs: list[dict]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def budget_sweep(s1_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    cwd = tmp_path_factory.mktemp("budget_scaling")
-    return run_sweep(["+ablation=budget_scaling", *BUDGET_TRIM], cwd, s1_env)
+def ablation_env(s1_env: dict, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The session's base-model cache with this module's own store: the sweeps here train their
+    models themselves and leave the session store (whose first toy run must train) untouched."""
+    return s1_env | {"S1EXP_STORE": str(tmp_path_factory.mktemp("ablation_store"))}
 
 
 @pytest.fixture(scope="module")
-def methods_sweep(s1_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def budget_sweep(ablation_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cwd = tmp_path_factory.mktemp("budget_scaling")
+    return run_sweep(["+ablation=budget_scaling", *BUDGET_TRIM], cwd, ablation_env)
+
+
+@pytest.fixture(scope="module")
+def methods_sweep(ablation_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Path:
     cwd = tmp_path_factory.mktemp("test_time_methods")
-    return run_sweep(["+ablation=test_time_methods", *METHODS_TRIM], cwd, s1_env)
+    return run_sweep(["+ablation=test_time_methods", *METHODS_TRIM], cwd, ablation_env)
 
 
 def test_budget_scaling_runs_both_grids_on_one_model(budget_sweep: Path):
@@ -512,14 +519,14 @@ logger:
 
 
 def test_a_paper_like_sweep_reuses_every_evaluation_and_reports_per_table(
-    budget_sweep: Path, methods_sweep: Path, s1_env: dict, tmp_path: Path
+    budget_sweep: Path, methods_sweep: Path, ablation_env: dict, tmp_path: Path
 ):
     """A trimmed +ablation=paper (from a user config dir) over runs the two sweeps above made:
     nothing trains or evaluates again, and each table gets its own report."""
     (tmp_path / "conf" / "ablation").mkdir(parents=True)
     (tmp_path / "conf" / "ablation" / "mini_paper.yaml").write_text(MINI_PAPER)
     flags = ("--config-dir", str(tmp_path / "conf"))
-    sweep = run_sweep(["+ablation=mini_paper"], tmp_path, s1_env, flags)
+    sweep = run_sweep(["+ablation=mini_paper"], tmp_path, ablation_env, flags)
     runs = results(sweep)
     assert len(runs) == 10
     assert all(r["stages"]["train"]["reused"] and r["stages"]["evaluate"]["reused"] for r in runs)

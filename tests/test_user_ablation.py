@@ -66,7 +66,8 @@ def test_a_copied_ablation_with_one_axis_changed_runs_from_the_users_config_dir(
     user_ablation(config_dir, "none,wait")
     before = git_status()
     args = ["--config-dir", str(config_dir), "+ablation=mine", *FAST, "hydra.sweep.dir=sweep", "-m"]
-    proc = run_s1exp(args, tmp_path, s1_env)
+    env = s1_env | {"S1EXP_STORE": str(tmp_path / "store")}  # its own store: trains here
+    proc = run_s1exp(args, tmp_path, env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     after = git_status()
     new = sorted(set((after or "").splitlines()) - set((before or "").splitlines()))
