@@ -42,6 +42,20 @@ def wandb_inspect(run_dir: Path) -> dict:
     return json.loads(out.stdout)
 
 
+def wandb_run_record(run_dir: Path) -> dict:
+    """The run record (group, job type, ...) of an offline run, as `wandb leet inspect --json`
+    prints it among its records."""
+    out = subprocess.run(
+        [WANDB_CLI, "leet", "inspect", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    records = map(json.loads, out.stdout.splitlines())
+    return next(r["run"] for r in records if r["type"] == "run")
+
+
 def run_s1exp(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 900):
     """Run `python -m s1exp` as a user would; fail with its output if it exits non-zero."""
     proc = subprocess.run(

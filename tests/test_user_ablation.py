@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import FAST, WANDB_CLI, run_s1exp, wandb_inspect
+from conftest import FAST, run_s1exp, wandb_inspect, wandb_run_record
 
 from s1exp import track
 
@@ -46,19 +46,6 @@ def git_status() -> str | None:
     return out.stdout if out.returncode == 0 else None
 
 
-def run_group(run_dir: Path) -> str:
-    """The W&B group of an offline run, from the run record `wandb leet inspect --json` prints."""
-    out = subprocess.run(
-        [WANDB_CLI, "leet", "inspect", "--json", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    records = [json.loads(line) for line in out.stdout.splitlines()]
-    return next(r["run"]["run_group"] for r in records if r["type"] == "run")
-
-
 def test_a_copied_ablation_with_one_axis_changed_runs_from_the_users_config_dir(
     s1_env: dict[str, str], tmp_path: Path
 ):
@@ -87,7 +74,7 @@ def test_a_copied_ablation_with_one_axis_changed_runs_from_the_users_config_dir(
     assert {"path": str(ROOT / "conf"), "schema": "file", "provider": "main"} in sources
 
     runs = sorted(track.sweep_wandb_dir(sweep).glob("offline-run-*"))
-    assert runs and {run_group(r) for r in runs} == {GROUP}
+    assert runs and {wandb_run_record(r)["run_group"] for r in runs} == {GROUP}
     assert all("mine" in wandb_inspect(r)["tags"] for r in runs)  # select, train, evals, report
 
     summary = (sweep / "summary.txt").read_text(encoding="utf-8")

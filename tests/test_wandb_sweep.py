@@ -26,7 +26,7 @@ from pathlib import Path
 
 import hydra
 import pytest
-from conftest import FAST, WANDB_CLI, run_s1exp, wandb_inspect
+from conftest import FAST, WANDB_CLI, run_s1exp, wandb_inspect, wandb_run_record
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
@@ -97,15 +97,7 @@ def read_run(run_dir: Path) -> dict:
     """A W&B run as wandb's own reader sees it: `wandb leet inspect --summary` (conftest's
     wandb_inspect: name, project, state, config, summary) plus the group and job type of the run
     record that `wandb leet inspect --json` prints first."""
-    out = subprocess.run(
-        [WANDB_CLI, "leet", "inspect", "--json", str(run_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    records = map(json.loads, out.stdout.splitlines())
-    run = next(r["run"] for r in records if r["type"] == "run")
+    run = wandb_run_record(run_dir)
     extra = {"group": run.get("run_group"), "job_type": run.get("job_type"), "folder": run_dir}
     return wandb_inspect(run_dir) | extra
 
