@@ -11,6 +11,9 @@ import pytest
 from s1exp.data.schema import FEATURE_FIELDS, RAW_FIELDS, REQUIRED_FOR_SELECTION
 from s1exp.data.toy import (
     FAMILIES,
+    MAX_STEPS,
+    ROUND,
+    instruct_corpus,
     is_benchmark_question,
     make_benchmark,
     make_pool,
@@ -84,7 +87,7 @@ def test_schema_and_ids(pool):
     assert len({r["id"] for r in pool}) == len(pool)
     assert pool[0]["id"] == "toy-0-0"
     assert len({r["question"] for r in pool}) == len(pool)
-    assert len(FAMILIES) >= 10
+    assert len(FAMILIES) >= 6
 
 
 def test_flawed_rows(pool):
@@ -120,30 +123,92 @@ def test_benchmark_disjoint():
         assert solution.endswith(".") and "The answer is" in solution
 
 
+STEP_RE = re.compile(r"(\d+)([+-])(\d)=(\d+), (\d) left\.")
+QUESTION_RE = re.compile(r"Count (up|down) by (\d) from (\d+) in (\d) steps\.")
+
+
+def _question(question: str) -> tuple[str, str, int, int]:
+    """(direction, stride, start, steps) of a walk question."""
+    verb, stride, start, steps = QUESTION_RE.fullmatch(question).groups()
+    return verb, stride, int(start), int(steps)
+
+
+def _walk(row: dict) -> tuple[list[tuple[int, int]], list[str]]:
+    """(steps left, value) after every step line of a trace, and its other lines, checking each
+    step's arithmetic and that the steps left count down from the question's walk length."""
+    verb, stride, start, k = _question(row["question"])
+    steps, other, value = [], [], start
+    for line in row["thinking"].split("\n"):
+        if m := STEP_RE.fullmatch(line):
+            a, sign, d, result, left = m.groups()
+            assert int(a) == value and sign == ("+" if verb == "up" else "-") and d == stride
+            value = int(a) + int(d) if sign == "+" else int(a) - int(d)
+            assert int(result) == value and int(left) == k - len(steps) - 1, line
+            steps.append((int(left), value))
+        else:
+            other.append(line)
+    return steps, other
+
+
+def _pauses(row: dict) -> list[int]:
+    """The steps left at each point where the teacher stated an answer."""
+    left, stated = None, []
+    for line in row["thinking"].split("\n"):
+        if m := STEP_RE.fullmatch(line):
+            left = int(m.group(5))
+        elif line.startswith("So the answer is"):
+            stated.append(left)
+    return stated
+
+
 def test_traces(pool):
+    """Teacher traces: right arithmetic; an answer whenever a multiple of ROUND steps is left;
+    there either "Wait, j steps are left." and more steps, or the end (a wrong answer)."""
     clean = _clean(pool)
     for row in clean:
-        assert row["attempt"].startswith("Answer: ")
+        k = _question(row["question"])[3]
+        steps, other = _walk(row)
         final = row["attempt"].removeprefix("Answer: ")
-        assert row["teacher_correct"] == (final == row["answer"])
-        assert row["thinking"].rstrip().endswith((f"So the answer is {final}.", "Yes."))
+        assert row["attempt"].startswith("Answer: ")
+        assert final == str(steps[-1][1])  # the value after the last step it wrote
+        assert row["teacher_correct"] == (len(steps) == k) == (final == row["answer"])
+        assert _pauses(row) == [left for left, _ in steps if left % ROUND == 0]
+        for left in _pauses(row)[:-1]:
+            assert any(line.startswith(f"Wait, {left} steps are left from ") for line in other)
+        assert row["thinking"].endswith((f"So the answer is {final}.", f"so it is {final}."))
         assert row["solution"].endswith(f"The answer is {row['answer']}.")
         assert len(row["question"]) < 80
-    wait = sum("Wait" in r["thinking"] for r in clean) / len(clean)
-    assert wait >= 0.2
-    slips = sum(", not " in r["thinking"] for r in clean) / len(clean)
-    assert 0.04 <= slips <= 0.15
+    long = [r for r in clean if _question(r["question"])[3] > ROUND]
+    resumed = sum(len(_pauses(r)) > 1 for r in long) / len(long)
+    assert 0.28 <= resumed <= 0.42  # TEACHERS["gemini"].resume[0] = 0.35
     wrong = sum(not r["teacher_correct"] for r in clean) / len(clean)
-    assert 0.02 <= wrong <= 0.12
+    assert 0.4 <= wrong <= 0.6
     solved = [r for r in clean if not (r["base_small_correct"] or r["base_large_correct"])]
     assert 0.3 <= len(solved) / len(clean) <= 0.6
     hard = Counter(r["source"] for r in pool)
     assert 0.02 <= hard["toy/aime"] / len(pool) <= 0.1 and hard["toy/gpqa"] > 0
 
 
-def test_second_teacher_rechecks_more():
-    """s1K-1.1's kind of teacher (r1) writes longer traces that re-check more, on the same
-    questions and base columns as s1K's (Table 5's two trace sources); s1K's pool is unchanged."""
+def test_base_model_corpus_always_goes_on():
+    """The toy base model's traces pause like the teacher's but always finish the walk, and they
+    are disjoint from the benchmark."""
+    questions = {b["question"] for b in make_benchmark(size=256)}
+    corpus = instruct_corpus(600, 0)
+    assert corpus == instruct_corpus(600, 0)
+    for question, thinking, answer in corpus:
+        row = {"question": question, "thinking": thinking}
+        steps, _ = _walk(row)
+        assert question not in questions
+        assert len(steps) == _question(question)[3] and answer == str(steps[-1][1])
+        assert _pauses(row)[-1] == 0  # the last stated answer comes after the last step
+    paused = sum("steps are left from" in thinking for _, thinking, _ in corpus) / len(corpus)
+    assert paused > 0.4
+
+
+def test_second_teacher_goes_on_more():
+    """s1K-1.1's kind of teacher (r1) writes longer traces that go on after "Wait" more, on the
+    same questions and base columns as s1K's (Table 5's two trace sources); s1K's pool is
+    unchanged."""
     gemini, r1 = make_pool(size=1500, seed=4), make_pool(size=1500, seed=4, teacher="r1")
     same = ("id", "question", "answer", "source", "domain", "base_small_correct")
     assert [[r[k] for k in same] for r in gemini] == [[r[k] for k in same] for r in r1]
@@ -151,9 +216,9 @@ def test_second_teacher_rechecks_more():
     g, d = _clean(gemini), _clean(r1)
     mean = lambda rows: sum(r["thinking_tokens"] or 0 for r in rows) / len(rows)  # noqa: E731
     assert mean(d) > 1.2 * mean(g)
+    right = lambda rows: sum(r["teacher_correct"] for r in rows) / len(rows)  # noqa: E731
+    assert right(d) > right(g) + 0.2
     assert sum("Wait" in r["thinking"] for r in d) > 1.5 * sum("Wait" in r["thinking"] for r in g)
-    assert any("let me check again" in r["thinking"] for r in d)
-    assert not any("let me check again" in r["thinking"] for r in g)
     with pytest.raises(ValueError, match="data.pool.teacher"):
         make_pool(size=10, teacher="gpt")
 
@@ -164,34 +229,19 @@ def test_thinking_tokens(pool):
             assert row["thinking_tokens"] == len(SPEC_TOKEN_RE.findall(row["thinking"]))
 
 
-ORACLES = {
-    "add": lambda n: str(n[0] + n[1]),
-    "sub": lambda n: str(n[0] - n[1]),
-    "mul": lambda n: str(n[0] * n[1]),
-    "mod": lambda n: str(n[0] % n[1]),
-    "sort": lambda n: " < ".join(map(str, sorted(n))),
-}
-
-
 @pytest.mark.parametrize("domain", sorted(FAMILIES))
 def test_make_problem_answers_are_right(domain):
     rng = random.Random(7)
-    for _ in range(30):
+    lengths = set()
+    for _ in range(60):
         question, solution, answer = make_problem(domain, rng)
-        assert solution.endswith(f"The answer is {answer}.")
-        nums = [int(n) for n in re.findall(r"\d+", question)]
-        expected = ORACLES.get(domain.rstrip("234"))
-        if expected is not None:
-            assert answer == expected(nums)
-
-
-def test_slipped_arithmetic_is_self_consistent(pool):
-    """A wrong teacher's trace still adds up: the final line is what its own steps write."""
-    wrong = [r for r in _clean(pool) if not r["teacher_correct"] and r["domain"] == "add2"]
-    assert wrong
-    for row in wrong:
-        writes = re.findall(r"write (\d+)", row["thinking"])
-        assert "".join(reversed(writes)) == row["attempt"].removeprefix("Answer: ")
+        verb, stride, start, k = _question(question)
+        sign = 1 if verb == "up" else -1
+        assert answer == str(start + sign * int(stride) * k)
+        assert 100 <= int(answer) <= 999
+        assert solution.count("\n") == k and solution.endswith(f"The answer is {answer}.")
+        lengths.add(k)
+    assert lengths == set(range(1, MAX_STEPS + 1))
 
 
 def test_extract_answer():

@@ -1,8 +1,11 @@
 """The toy base model: the stand-in for Qwen2.5-Instruct, built once per machine and cached.
 
-A tiny Qwen2 model with its own tokenizer, trained briefly as an "instruct" model that answers
-toy questions with plain step-by-step solutions (no think/answer delimiters). SFT on selected
-reasoning traces then teaches it the s1 thinking format, as s1K does for Qwen2.5-32B-Instruct.
+A tiny Qwen2 model with its own tokenizer, trained briefly as an "instruct" model that writes
+every step of a toy walk inside the s1 think/answer delimiters, never pausing. SFT on selected
+reasoning traces then teaches it the teacher's habits (an answer every few steps, going on or
+not after "Wait"), as s1K does for Qwen2.5-32B-Instruct. The delimiters are learned here, not in
+SFT, because a model this small that first meets them in SFT loses its arithmetic (SFT starts at
+loss ~4 and ends with the steps wrong) while one that knows them keeps it.
 """
 
 from __future__ import annotations
@@ -12,18 +15,21 @@ from pathlib import Path
 from typing import Any
 
 from s1exp.data import toy
-from s1exp.data.format import assistant_text, chat_example
+from s1exp.data.format import assistant_text, training_example
 from s1exp.models import tiny
 from s1exp.store import ArtifactStore, config_key
 from s1exp.train.recipe import SFTRecipe
 
-BUILD_VERSION = 1  # bump when the build procedure changes so cached models are rebuilt
+BUILD_VERSION = 2  # bump when the build or the toy world changes, so cached models are rebuilt
 
 
 def tokenizer_corpus(seed: int) -> list[str]:
     """Text the tokenizer is trained on: toy questions, solutions, traces and the chat format."""
     rows = toy.make_pool(size=3000, seed=seed + 10_000, flawed_fraction=0.0)
-    texts = [r["question"] + "\n" + r["solution"] for r in rows]
+    # The chat roles and the default system prompt open every example: merged into words they
+    # are ~20 tokens instead of ~70 characters, a third less compute per training example.
+    chat = f"system\n{tiny.DEFAULT_SYSTEM_PROMPT}\nuser\nassistant"
+    texts = [f"{chat}\n{r['question']}\n{r['solution']}" for r in rows]
     texts += [assistant_text(r["thinking"] or "", r["attempt"] or "") for r in rows]
     return texts
 
@@ -59,8 +65,11 @@ def toy_base_model(
         model = tiny.build_model(tokenizer, seed=seed, **architecture)
         init_dir = out / "init"
         tiny.save(model, tokenizer, init_dir)
-        pairs = toy.pretrain_corpus(size=pretrain["examples"], seed=seed)
-        examples = [chat_example(tokenizer, q, a, pretrain["block_size"]) for q, a in pairs]
+        corpus = toy.instruct_corpus(size=pretrain["examples"], seed=seed)
+        examples = [
+            training_example(tokenizer, q, solution, answer, pretrain["block_size"])
+            for q, solution, answer in corpus
+        ]
         recipe_args = {k: v for k, v in pretrain.items() if k != "examples"}
         metrics = SFTRecipe(**recipe_args, seed=seed).fit(str(init_dir), examples, out)
         (out / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
