@@ -273,13 +273,20 @@ def test_progress_after_a_cut_line_keeps_the_next_record(tmp_path: Path):
 
 
 def judge_records() -> list[dict[str, Any]]:
-    """Short rows (the judge prompt must fit the tiny model's 512 tokens), one without solution."""
+    """Short rows (the judge prompt must fit the tiny model's positions), one without solution."""
     features = {k: v for k, v in ALL_BUT_DOMAIN.items() if k != "teacher_correct"}
     features["domain"] = "Algebra"
     return [pool_record(i, None if i == 2 else str(6 * i), **features) for i in range(1, 5)]
 
 
-JUDGE = ["data.pool.format=pool", "+model@featurize.judge=tiny", f"featurize.judge.{PRETRAIN}"]
+# The judge prompt is ~640 tiny-tokenizer tokens (its vocabulary knows the toy walks, not English),
+# so the tiny judge gets its full 1,024 positions.
+JUDGE = [
+    "data.pool.format=pool",
+    "+model@featurize.judge=tiny",
+    f"featurize.judge.{PRETRAIN}",
+    "featurize.judge.max_length=1024",
+]
 
 
 def test_judge_grades_teacher_attempts_through_the_engine(tmp_path: Path, s1_env: dict[str, str]):
