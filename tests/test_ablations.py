@@ -25,6 +25,7 @@ import hydra_plugins.s1exp_sweeper as sweeper_plugin
 from hydra_plugins.s1exp_sweeper.grids import PART_KEY, expand_grids
 from s1exp.callbacks import SweepSummary, check_parts_have_grids, load_parts
 from s1exp.errors import ConfigError
+from s1exp.report.__main__ import main as report_cli
 from s1exp.report.sheet import load_sheet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -519,7 +520,7 @@ logger:
 
 
 def test_a_paper_like_sweep_reuses_every_evaluation_and_reports_per_table(
-    budget_sweep: Path, methods_sweep: Path, ablation_env: dict, tmp_path: Path
+    budget_sweep: Path, methods_sweep: Path, ablation_env: dict, tmp_path: Path, capsys, monkeypatch
 ):
     """A trimmed +ablation=paper (from a user config dir) over runs the two sweeps above made:
     nothing trains or evaluates again, and each table gets its own report."""
@@ -546,3 +547,16 @@ def test_a_paper_like_sweep_reuses_every_evaluation_and_reports_per_table(
     assert summary.count("# Sweep report: sweep, part ") == 2 and "![" not in summary
     assert (sweep / "report" / "figure1_4a" / "scaling_toy.png").is_file()
     assert not (sweep / "report" / "report.md").exists()
+
+    # `python -m s1exp.report <sweep>` afterwards splits it into the same parts; with --paper,
+    # one report over every job.
+    monkeypatch.chdir(sweep.parent)
+    capsys.readouterr()
+    assert report_cli([sweep.name, "--out", "again"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith(summary) and "again/table3/report.md" in printed
+    assert (tmp_path / "again" / "table3" / "report.md").read_text() == table3
+    assert (tmp_path / "again" / "figure1_4a" / "report.md").read_text() == figure
+    assert report_cli([sweep.name, "--paper", "sweeps/table3_methods.yaml", "--out", "one"]) == 0
+    one = (tmp_path / "one" / "report.md").read_text()
+    assert "10 finished jobs" in one and not (tmp_path / "one" / "table3").exists()
