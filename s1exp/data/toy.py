@@ -1,9 +1,9 @@
 """The toy world: a seeded synthetic stand-in for the s1 59K pool, a held-out benchmark, a grader.
 
 Each question asks for a counting walk ("Count up by 3 from 247 in 5 steps."): one short,
-regular step per line that a tiny CPU transformer learns within minutes. The teacher works in
-rounds of three steps and states an answer after each round, so on long walks it often stops
-before the work is done; only sometimes does it notice, after "Wait", that steps are left. That
+regular step per line that a tiny CPU transformer learns within minutes. The teacher states an
+answer whenever a multiple of three steps is left, so on long walks it often stops before the
+work is done; only sometimes does it notice, after "Wait", that steps are left. That
 is the mechanism the paper's budget forcing relies on (a model that ends its thinking too early
 and, made to go on, finishes or fixes its work), built in so that the toy sweeps can show it,
 and show its absence when extending thinking is broken. Rows follow `schema.PoolRow` exactly, so
