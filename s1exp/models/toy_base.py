@@ -1,11 +1,12 @@
 """The toy base model: the stand-in for Qwen2.5-Instruct, built once per machine and cached.
 
 A tiny Qwen2 model with its own tokenizer, trained briefly as an "instruct" model that writes
-every step of a toy walk inside the s1 think/answer delimiters, never pausing. SFT on selected
-reasoning traces then teaches it the teacher's habits (an answer every few steps, going on or
-not after "Wait"), as s1K does for Qwen2.5-32B-Instruct. The delimiters are learned here, not in
-SFT, because a model this small that first meets them in SFT loses its arithmetic (SFT starts at
-loss ~4 and ends with the steps wrong) while one that knows them keeps it.
+every step of a toy walk inside the s1 think/answer delimiters, pausing like the teacher but
+always going on after "Wait" (`toy.CAREFUL`). SFT on selected reasoning traces then teaches it
+the teacher's habit of stopping early, less (s1K) or more (random), as s1K teaches
+Qwen2.5-32B-Instruct to think long. The delimiters are learned here, not in SFT, because a model
+this small that first meets them in SFT loses its arithmetic (SFT starts at loss ~4 and ends
+with the steps wrong) while one that knows them keeps it.
 """
 
 from __future__ import annotations
@@ -67,8 +68,8 @@ def toy_base_model(
         tiny.save(model, tokenizer, init_dir)
         corpus = toy.instruct_corpus(size=pretrain["examples"], seed=seed)
         examples = [
-            training_example(tokenizer, q, solution, answer, pretrain["block_size"])
-            for q, solution, answer in corpus
+            training_example(tokenizer, q, thinking, answer, pretrain["block_size"])
+            for q, thinking, answer in corpus
         ]
         recipe_args = {k: v for k, v in pretrain.items() if k != "examples"}
         metrics = SFTRecipe(**recipe_args, seed=seed).fit(str(init_dir), examples, out)
