@@ -6,13 +6,16 @@ a vLLM engine that featurized the pool leaves memory the trainer then lacks. A c
 clean and hands every byte back when it exits. It gets the resolved config in a file and writes
 into the same artifact folder as the in-process stage would.
 
-    python -m s1exp.isolated evaluate CONFIG.yaml MODEL_PATH BENCHMARK=OUT_DIR [...]
+    python -m s1exp.isolated evaluate CONFIG.yaml MODEL_PATH '{"BENCHMARK": [OUT_DIR, JOURNAL]}'
+
     python -m s1exp.isolated features CONFIG.yaml OUT_DIR PROGRESS_FILE
 """
 
 from __future__ import annotations
 
 import gc
+import json
+import logging
 import os
 import subprocess
 import sys
@@ -73,18 +76,27 @@ def run_in_subprocess(stage: str, cfg: DictConfig, *args: str) -> None:
         raise RuntimeError(f"the {stage} process failed (exit code {code}); its log is above")
 
 
-def evaluate_in_subprocess(cfg: DictConfig, model_path: str, outs: dict[str, Path]) -> None:
-    run_in_subprocess("evaluate", cfg, model_path, *(f"{n}={out}" for n, out in outs.items()))
+def evaluate_in_subprocess(
+    cfg: DictConfig, model_path: str, outs: dict[str, Path], journals: dict[str, Path]
+) -> None:
+    folders = {name: [str(out), str(journals[name])] for name, out in outs.items()}
+    run_in_subprocess("evaluate", cfg, model_path, json.dumps(folders))
 
 
 def features_in_subprocess(cfg: DictConfig, out_dir: Path, progress: Path) -> None:
     run_in_subprocess("features", cfg, str(out_dir), str(progress))
 
 
-def _evaluate(cfg: DictConfig, model_path: str, *outs: str) -> None:
+def _evaluate(cfg: DictConfig, model_path: str, folders: str) -> None:
     from s1exp.evaluate.run import evaluate
 
-    evaluate(cfg, model_path, {n: Path(out) for n, out in (o.split("=", 1) for o in outs)})
+    pairs = json.loads(folders)
+    evaluate(
+        cfg,
+        model_path,
+        {name: Path(out) for name, (out, _) in pairs.items()},
+        {name: Path(journal) for name, (_, journal) in pairs.items()},
+    )
 
 
 def _features(cfg: DictConfig, out_dir: str, progress: str) -> None:
@@ -97,6 +109,12 @@ STAGES: dict[str, Callable[..., None]] = {"evaluate": _evaluate, "features": _fe
 
 
 def main() -> None:
+    from s1exp import quiet, secrets
+
+    logging.basicConfig(format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
+                        level=logging.INFO)  # fmt: skip
+    quiet.configure()
+    secrets.redact_log_records()  # as in the parent job (s1exp.hydra_redact)
     stage, config, *args = sys.argv[1:]
     with exiting_on_config_error():
         STAGES[stage](OmegaConf.load(config), *args)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
 
+from s1exp.infer.vllm_engine import resolve_engine_settings  # vLLM itself is not imported
 from s1exp.store import config_key
 
 EVAL_ONLY_MODEL_KEYS = ("tensor_parallel_size", "architecture")
+# Recipe settings that change how a fit survives faults, not the weights it ends with.
+RESUME_ONLY_TRAIN_KEYS = ("resume_every_n_epochs",)
 
 # Engine settings that change speed but not outputs stay out of the eval key. The tensor-parallel
 # size is not one of them: on GPUs it changes the reduction order, hence the tokens.
@@ -41,12 +44,16 @@ SPEED_ONLY_FEATURIZE_KEYS = frozenset({"isolate", "batch_rows"})
 def engine_output_settings(engine_cfg: DictConfig) -> dict:
     """The engine settings that change its tokens, as it will run them on this machine (`auto`
     resolved): the part of an engine config that evaluation and featurize keys hold."""
-    from s1exp.infer.vllm_engine import resolve_engine_settings  # vLLM itself is not imported
-
     settings = resolve_engine_settings(engine_cfg)
-    invariant = settings.get("dtype") == "float32" and not runs_on_cuda(settings)
-    speed_only = SPEED_ONLY_ENGINE_KEYS - (set() if invariant else BATCH_NUMERICS_KEYS)
+    speed_only = SPEED_ONLY_ENGINE_KEYS - (
+        BATCH_NUMERICS_KEYS if batch_shapes_tokens(settings) else set()
+    )
     return {k: v for k, v in settings.items() if k not in speed_only}
+
+
+def batch_shapes_tokens(settings: dict) -> bool:
+    """Whether an engine with these settings can give other tokens for another batch shape."""
+    return settings.get("dtype") != "float32" or runs_on_cuda(settings)
 
 
 def runs_on_cuda(settings: dict) -> bool:
@@ -62,13 +69,11 @@ def runs_on_cuda(settings: dict) -> bool:
 def eval_key(cfg: DictConfig, model_key: str, benchmark: str) -> str:
     """One benchmark's evaluation: the model, the benchmark's config, the method and the engine
     as it will run here (`auto` resolved; batch settings where they change tokens)."""
-    return config_key(
-        "eval",
-        model_key,
-        {benchmark: cfg.benchmark[benchmark]},
-        cfg.method,
-        engine_output_settings(cfg.engine),
-    )
+    engine = engine_output_settings(cfg.engine)
+    parts = ["eval", model_key, {benchmark: cfg.benchmark[benchmark]}, cfg.method, engine]
+    if batch_shapes_tokens(resolve_engine_settings(cfg.engine)):  # groups are batches there
+        parts.append({"questions_per_save": cfg.evaluate.questions_per_save})
+    return config_key(*parts)
 
 
 def features_key(cfg: DictConfig) -> str:
@@ -94,7 +99,7 @@ def model_key(cfg: DictConfig) -> str:
         "model",
         selection_key(cfg),
         trained_model_settings(cfg),
-        cfg.train,
+        {k: v for k, v in cfg.train.items() if k not in RESUME_ONLY_TRAIN_KEYS},
         cfg.trace_format,
         cfg.strategy,
     )

@@ -24,11 +24,13 @@ from hydra.core.utils import JobReturn, JobStatus, filter_overrides
 from hydra.experimental.callback import Callback
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf, SlurmQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 import s1exp.resolvers  # noqa: F401  (the presets' ${s1exp.job:...} must resolve here and in jobs)
 from s1exp import preflight
 from s1exp.errors import ConfigError, exit_config_error, exiting_on_config_error
+from s1exp.secrets import redact
+from s1exp.sweep_jobs import SweepProgress, finished_job
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +124,13 @@ class PreflightSlurmLauncher(SlurmLauncher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
+        progress = SweepProgress(initial_job_idx + len(jobs))
+        progress.done = initial_job_idx
         with exiting_on_config_error():
-            groups = self._checked_groups(jobs)
+            groups, finished = self._checked_groups(jobs)
+        for idx, _ in jobs:
+            if idx in finished:
+                progress.skipped(idx, finished[idx].overrides or [])
         if self.params.get("dry_run"):
             self._print_dry_run(groups)
             raise SystemExit(0)
@@ -135,25 +142,41 @@ class PreflightSlurmLauncher(SlurmLauncher):
         submitted = {}
         for params, members in groups:
             submitted.update(self._submit(params, members))
-        return [self._result(submitted[idx]) for idx, _ in jobs]
+        results = []
+        for idx, _ in jobs:
+            if idx in finished:
+                results.append(finished[idx])
+                continue
+            results.append(self._result(submitted[idx]))
+            progress.finished()
+        return results
 
     def _checked_groups(
         self, jobs: list[tuple[int, list[str]]]
-    ) -> list[tuple[dict[str, Any], list[tuple[int, list[str]]]]]:
-        """Load and check every job's config; group the jobs by their sbatch parameters."""
+    ) -> tuple[list[tuple[dict[str, Any], list[tuple[int, list[str]]]]], dict[int, JobReturn]]:
+        """Load and check every job's config; group the jobs still to run by their sbatch
+        parameters. Jobs an earlier run of this sweep folder finished are returned apart (by
+        job number), with their kept results: nothing is submitted for them."""
         assert self.hydra_context is not None and self.config is not None
         groups: dict[str, tuple[dict[str, Any], list[tuple[int, list[str]]]]] = {}
+        finished: dict[int, JobReturn] = {}
         for idx, overrides in jobs:
             cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+            with open_dict(cfg):
+                cfg.hydra.job.num = idx  # the job's folder (hydra.sweep.subdir) uses it
+            done = finished_job(cfg, overrides)
+            if done is not None:
+                finished[idx] = done
+                continue
             try:
                 preflight.check(cfg, local=False)
             except ConfigError as error:
-                where = " ".join(filter_overrides(overrides)) or "no overrides"
+                where = " ".join(redact(filter_overrides(overrides))) or "no overrides"
                 raise ConfigError(f"{error} (sweep job #{idx}: {where})") from None
             params = job_parameters(cfg)
             key = json.dumps(params, sort_keys=True, default=str)
             groups.setdefault(key, (params, []))[1].append((idx, overrides))
-        return list(groups.values())
+        return list(groups.values()), finished
 
     def _submit(self, params: dict[str, Any], members: list[tuple[int, list[str]]]) -> dict:
         """Submit one group (one sbatch array) and return its jobs by job number."""
@@ -164,7 +187,7 @@ class PreflightSlurmLauncher(SlurmLauncher):
         )
         args = []
         for idx, overrides in members:
-            log.info(f"\t#{idx} : {' '.join(filter_overrides(overrides))}")
+            log.info(f"\t#{idx} : {' '.join(redact(filter_overrides(overrides)))}")
             args.append((overrides, "hydra.sweep.dir", idx, f"job_id_for_{idx}"))
         state = Singleton.get_state()
         calls = [(*a, state) for a in args]

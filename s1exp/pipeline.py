@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -16,13 +17,13 @@ from typing import Any
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from transformers import AutoTokenizer
 
-from s1exp import cost, keys, plan, preflight, track
+from s1exp import cost, keys, plan, preflight, quiet, secrets, track
 from s1exp.data.curate import SELECTION_FILE, build_features, build_selection
 from s1exp.data.format import token_ids, training_example
 from s1exp.evaluate.run import evaluate
 from s1exp.isolated import evaluate_in_subprocess, features_in_subprocess, isolate
+from s1exp.models import loading
 from s1exp.store import (
     Artifact,
     ArtifactStore,
@@ -44,8 +45,10 @@ def train_stage(
     out: Path,
     run_dir: Path,
     tags: list[str],
+    resume_dir: Path,
 ) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    remote_code = loading.trusts_remote_code(cfg.model)
+    tokenizer = loading.tokenizer(base_model, trust_remote_code=remote_code)
     rows = read_jsonl(selection / SELECTION_FILE)
     trace_format = instantiate(cfg.trace_format)
 
@@ -64,7 +67,8 @@ def train_stage(
     logger = track.train_logger(cfg, run_dir, tags)
     strategy = instantiate(cfg.strategy)
     try:
-        metrics = recipe.fit(base_model, examples, out, strategy=strategy, logger=logger)
+        metrics = recipe.fit(base_model, examples, out, strategy=strategy, logger=logger,
+                             resume_dir=resume_dir, trust_remote_code=remote_code)  # fmt: skip
     finally:
         track.finish_train_logger(logger)
     write_json_atomic(
@@ -77,6 +81,7 @@ def helper_rank_train(
     recipe: Any,
     store: ArtifactStore,
     sel_key: str,
+    model_key: str,
     signal: FitSignal,
     run_dir: Path,
 ) -> None:
@@ -91,7 +96,14 @@ def helper_rank_train(
     base_model = instantiate(cfg.model.base, cache_dir=cfg.paths.cache)
     with tempfile.TemporaryDirectory(prefix="s1exp-rank-") as scratch:
         selection = store.path("selection", sel_key)
-        train_stage(cfg, recipe, base_model, selection, Path(scratch), run_dir, [])
+        resume_dir = resume_folder(store, "model", model_key)
+        train_stage(cfg, recipe, base_model, selection, Path(scratch), run_dir, [], resume_dir)
+
+
+def resume_folder(store: ArtifactStore, kind: str, key: str) -> Path:
+    """Where a build of (kind, key) keeps what lets a killed build go on (resume points, samples
+    already generated); kept until the artifact is published, shared by every rank."""
+    return store.path(kind, f".resume-{key}")
 
 
 def _choices() -> dict[str, str]:
@@ -122,16 +134,18 @@ def _stage_record(artifact: Artifact, seconds: float) -> dict[str, Any]:
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or reuse) every stage and write results.json + samples.jsonl into run_dir."""
     started = time.perf_counter()  # the cost block's wall time starts here
+    quiet.configure()
     preflight.check(cfg)  # settings that cannot work fail now, before anything loads
     cost.usd_per_gpu_hour(cfg)  # a bad price too, not after the run has spent its GPU-hours
     run_dir.mkdir(parents=True, exist_ok=True)
     store = ArtifactStore(Path(cfg.paths.store).expanduser().resolve())
+    store.check_writable()  # a full or unwritable store fails now, not after training
     instantiate(cfg.method)  # bad test-time settings fail now, before any stage runs
     recipe = instantiate(cfg.train)
     sel_key, model_key = keys.selection_key(cfg), keys.model_key(cfg)
     signal = FitSignal(run_dir, model_key)
     if (rank := process_rank()) > 0:
-        helper_rank_train(cfg, recipe, store, sel_key, signal, run_dir)
+        helper_rank_train(cfg, recipe, store, sel_key, model_key, signal, run_dir)
         return {"rank": rank}
     with signal.beating():  # helper ranks learn of a failure here instead of waiting forever
         stages, model_key, model_path = prepare_model(
@@ -190,9 +204,11 @@ def prepare_model(
         stages["train"] = {"key": model_key, "path": base_model, "reused": True, "seconds": 0.0}
         return stages, keys.base_model_key(cfg), base_model
 
+    resume_dir = resume_folder(store, "model", model_key)
+
     def build(out: Path) -> None:
         signal.send("train")  # helper ranks join this fit
-        train_stage(cfg, recipe, base_model, selection.path, out, run_dir, tags)
+        train_stage(cfg, recipe, base_model, selection.path, out, run_dir, tags, resume_dir)
 
     model = store.get_or_build(
         "model",
@@ -207,6 +223,7 @@ def prepare_model(
     )
     if not model.built:
         signal.send("reused")  # helper ranks have nothing to do
+    shutil.rmtree(resume_dir, ignore_errors=True)  # the finished fit's resume points
     stages["train"] = _stage_record(model, time.perf_counter() - start)
     return stages, model_key, str(model.path)
 
@@ -227,12 +244,15 @@ def evaluate_and_record(
     evaluate_stage = evaluate_in_subprocess if trained_here else evaluate
     start = time.perf_counter()
     eval_keys = {name: keys.eval_key(cfg, model_key, name) for name in cfg.benchmark}
+    journals = {name: resume_folder(store, "eval", key) for name, key in eval_keys.items()}
     evaluations = store.get_or_build_many(
         "eval",
         eval_keys,
-        lambda outs: evaluate_stage(cfg, model_path, outs),
+        lambda outs: evaluate_stage(cfg, model_path, outs, journals),
         describe={name: {"model": model_key, "benchmark": name} for name in eval_keys},
     )
+    for journal in journals.values():
+        shutil.rmtree(journal, ignore_errors=True)  # the samples are in the artifacts now
     seconds = time.perf_counter() - start  # one call evaluated every benchmark it built
     benchmarks = {
         name: _stage_record(artifact, seconds) | read_json(artifact.path / "process.json", {})
@@ -258,7 +278,7 @@ def evaluate_and_record(
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
     results["wandb_dir"] = track.log_eval(cfg, run_dir, results, samples, _tags())
-    write_json_atomic(run_dir / "results.json", results)
+    write_json_atomic(run_dir / "results.json", secrets.redact(results))  # config, overrides
     for name, m in metrics.items():
         log.info(
             "%s: accuracy %.1f%% [%.1f, %.1f] | thinking tokens %.1f",

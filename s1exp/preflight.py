@@ -6,12 +6,13 @@ anything is submitted (s1exp.launcher). Each failure is a ConfigError naming the
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from s1exp import plan
-from s1exp.errors import ConfigError
+from s1exp.errors import ConfigError, config_error_cause
 
 
 def cuda_available() -> bool:
@@ -57,6 +58,47 @@ def check_required(cfg: DictConfig) -> None:
         raise ConfigError(f"{', '.join(missing)} must be set: add {fixes} to the command")
 
 
+def check_selection_size(cfg: DictConfig) -> None:
+    """selection.size is positive and within the raw pool (data.pool.size, where the source has
+    one): otherwise it fails only after featurization, with the features already built."""
+    from hydra.utils import get_object
+
+    from s1exp.data.selection import check_requested_size
+
+    strategy = get_object(cfg.selection.strategy._target_)
+    if getattr(strategy, "uses_size", True):
+        pool_size = OmegaConf.select(cfg, "data.pool.size", default=None)
+        check_requested_size(cfg.selection.size, pool_size)
+
+
+def _positive(value: object, kind: type | tuple[type, ...]) -> bool:
+    """A finite positive value of `kind`: not a bool, not a string from the command line."""
+    if not isinstance(value, kind) or isinstance(value, bool):
+        return False
+    return math.isfinite(value) and value > 0  # type: ignore[arg-type]
+
+
+def check_recipe(cfg: DictConfig) -> None:
+    """train.lr and train.block_size in range: a typo there would otherwise surface only in the
+    train stage, after featurization, selection and the base model."""
+    from hydra.utils import instantiate
+
+    recipe = instantiate(cfg.train)
+    if not recipe.trains:
+        return
+    if not _positive(recipe.lr, (int, float)):
+        raise ConfigError(
+            f"train.lr={recipe.lr!r}: must be a positive number, e.g. train.lr=1e-5 (the paper's)"
+        )
+    max_length = int(cfg.model.max_length)
+    if not _positive(recipe.block_size, int) or recipe.block_size > max_length:
+        raise ConfigError(
+            f"train.block_size={recipe.block_size!r}: must be a positive integer no larger than "
+            f"model.max_length={max_length} (model={cfg.model.name}); e.g. "
+            f"train.block_size={max_length}"
+        )
+
+
 def check_batch(cfg: DictConfig) -> None:
     """The global batch must split evenly over data-parallel ranks and micro-batches."""
     from hydra.utils import instantiate
@@ -64,6 +106,20 @@ def check_batch(cfg: DictConfig) -> None:
     recipe = instantiate(cfg.train)
     if recipe.trains:
         recipe.accumulation()
+
+
+def check_method(cfg: DictConfig) -> None:
+    """The test-time settings (budget.*, extrapolation.*, method.*): the method's dataclass
+    validates them (s1exp.infer), here so that a sweep is refused before it is submitted."""
+    from hydra.utils import instantiate
+
+    try:
+        instantiate(cfg.method)
+    except Exception as error:  # Hydra wraps what __post_init__ raises
+        cause = config_error_cause(error)
+        if cause is None:
+            raise
+        raise cause from None
 
 
 def check_tensor_parallel(cfg: DictConfig) -> None:
@@ -97,6 +153,20 @@ def check_vllm_without_cuda(cfg: DictConfig) -> None:
         )
 
 
+@machine_local
+def check_model_source(cfg: DictConfig) -> None:
+    """A hub model (s1exp.models.hub) must be a local folder, cached, or downloadable: a missing
+    folder, or HF_HUB_OFFLINE=1 without the snapshot, fails now, not after the data stages.
+    Machine-local: the folder, the cache and HF_HUB_OFFLINE are the job node's."""
+    from hydra.utils import get_object
+
+    from s1exp.models import hub
+
+    base = cfg.model.base
+    if get_object(base._target_) is hub.hub_model:
+        hub.require_available(str(base.repo_id), base.get("revision"), "model.base.repo_id")
+
+
 def check_fits(cfg: DictConfig) -> None:
     """The memory planner's verdict (s1exp/plan.py) for GPU training and GPU evaluation."""
     plan.check_fits(cfg, cuda=cuda_available())
@@ -105,9 +175,13 @@ def check_fits(cfg: DictConfig) -> None:
 CHECKS: list[Callable[[DictConfig], None]] = [
     check_required,
     check_gpu_only,
+    check_selection_size,
+    check_recipe,
     check_batch,
+    check_method,
     check_tensor_parallel,
     check_vllm_without_cuda,
+    check_model_source,
     check_fits,
 ]
 

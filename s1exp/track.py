@@ -14,6 +14,8 @@ also its `axes` config columns; `choices` holds every config group's option.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -22,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from s1exp.errors import brief
+from s1exp.secrets import redact, redacted_argv
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +111,7 @@ def job_axes(overrides: list[str], swept: set[str] | None) -> dict[str, str]:
             continue
         if swept is None or key in swept:
             axes[key] = o.get_value_string()
-    return axes
+    return redact(axes)  # the run's name and `axes` column: no `+logger.api_key=` value
 
 
 def config_choices(choices: Mapping[str, Any]) -> dict[str, str]:
@@ -160,14 +165,53 @@ def _wandb_kwargs(cfg: DictConfig, run_dir: Path, job_type: str, tags: list[str]
     return {
         "project": logger.project,
         "entity": logger.get("entity"),
+        "id": run_id(run_dir, job_type, config["axes"]),
+        "resume": "allow",  # a job re-run after a kill logs into its run, not a second one
         "group": sweep_group(cfg, job.sweep_dir),
         "job_type": job_type,
         "name": job.name,
         "tags": [*logger.get("tags", []), *tags],
         "mode": logger.mode,
         "dir": str(job.sweep_dir or run_dir),
-        "config": config,
+        "config": redact(config),
     }
+
+
+INIT_TIMEOUT_S = 60.0  # wandb.init's wait for the server before s1exp logs offline instead
+
+
+def init_run(**kwargs: Any) -> Any:
+    """wandb.init; where the W&B server cannot be reached (no network on a compute node, an
+    outage), the run is logged offline into the same folder instead, with one warning that says
+    how to upload it: a finished training or evaluation is never lost to W&B."""
+    import wandb
+
+    if kwargs.get("mode") in ("offline", "disabled"):
+        with redacted_argv():
+            return wandb.init(**kwargs)
+    try:
+        with redacted_argv():
+            timeout = float(os.environ.get("WANDB_INIT_TIMEOUT", INIT_TIMEOUT_S))
+            return wandb.init(**kwargs, settings=wandb.Settings(init_timeout=timeout))
+    except Exception as error:  # noqa: BLE001 - CommError, timeouts, auth: all mean "not online"
+        folder = Path(kwargs.get("dir") or ".") / "wandb"
+        log.warning(
+            "W&B: cannot log online (%s); this run is logged offline in %s: upload it later "
+            "with `wandb sync %s/offline-run-*`",
+            brief(error),
+            folder,
+            folder,
+        )
+        wandb.teardown()  # the service still holds the failed run's id: "run ID is in use"
+        with redacted_argv():
+            return wandb.init(**(kwargs | {"mode": "offline"}))
+
+
+def run_id(run_dir: Path, job_type: str, axes: Any) -> str:
+    """A W&B run id fixed by the job's folder, stage and settings: re-running an interrupted
+    sweep into its folder resumes each job's runs instead of adding duplicates."""
+    blob = json.dumps([str(Path(run_dir).resolve()), job_type, axes], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def train_logger(cfg: DictConfig, run_dir: Path, tags: list[str]) -> Any:
@@ -180,8 +224,11 @@ def train_logger(cfg: DictConfig, run_dir: Path, tags: list[str]) -> Any:
 
     os.environ.setdefault("WANDB_SILENT", "true")
     kwargs = _wandb_kwargs(cfg, run_dir, "train", tags)
+    # The run starts now, not inside fit: its "args" are redacted and an unreachable server
+    # means an offline run (init_run), handed to Lightning as the logger's experiment.
+    run = init_run(**kwargs, reinit="create_new")
     kwargs["save_dir"] = kwargs.pop("dir")  # WandbLogger's save_dir (default ".") wins over dir
-    return WandbLogger(**kwargs)
+    return WandbLogger(experiment=run, **kwargs)
 
 
 def finish_train_logger(logger: Any) -> None:
@@ -224,7 +271,7 @@ def log_eval(
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
-    run = wandb.init(**_wandb_kwargs(cfg, run_dir, "eval", tags), reinit="create_new")
+    run = init_run(**_wandb_kwargs(cfg, run_dir, "eval", tags), reinit="create_new")
     try:
         metrics = eval_summary(results["metrics"])
         run.log(metrics)
@@ -247,7 +294,7 @@ def log_selection(
     import wandb
 
     os.environ.setdefault("WANDB_SILENT", "true")
-    run = wandb.init(**_wandb_kwargs(cfg, run_dir, "select", tags), reinit="create_new")
+    run = init_run(**_wandb_kwargs(cfg, run_dir, "select", tags), reinit="create_new")
     try:
         funnel = report["funnel"]
         table = wandb.Table(columns=["stage", "count"], data=[[k, v] for k, v in funnel.items()])
@@ -272,7 +319,7 @@ def _sweep_config(cfg: DictConfig, sweep_dir: Path) -> dict[str, Any]:
     node = OmegaConf.select(cfg, "hydra.sweeper")
     sweeper = OmegaConf.to_container(node) if node is not None else {}
     swept = swept_keys(sweep_dir, sweeper.get("params"), sweeper.get("grids"))
-    return OmegaConf.to_container(shared, resolve=True) | {
+    return redact(OmegaConf.to_container(shared, resolve=True)) | {
         "sweep": {"dir": str(sweep_dir), "swept": sorted(swept)}
     }
 
@@ -315,12 +362,14 @@ def _log_report(
     }
     media |= {k: wandb.Image(str(path), caption=k) for k, path in images.items()}
     logger = cfg.logger
-    run = wandb.init(
+    run = init_run(
         project=logger.project,
         entity=logger.get("entity"),
         group=sweep_group(cfg, sweep_dir),
         job_type="report",
         name="report",
+        id=run_id(sweep_dir, "report", None),  # a re-run sweep updates its report run
+        resume="allow",
         tags=list(logger.get("tags", [])),
         mode=logger.mode,
         dir=str(sweep_dir),

@@ -29,6 +29,9 @@ fi
 py=.venv/bin/python
 run() { if [ "$dry" = 1 ]; then echo "+ $*"; else "$@"; fi; }
 pip() { run "$py" -m pip -q --disable-pip-version-check "$@"; }
+# setuptools warns on every editable install that folders named like the package may shadow it:
+# true of any source checkout, nothing to act on.
+export PYTHONWARNINGS="ignore:Editable installation"
 has() { [ -x "$py" ] && "$py" -c "$1" 2>/dev/null; }
 
 [ -x "$py" ] || run python3 -m venv .venv

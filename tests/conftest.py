@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,53 @@ def run_s1exp(args: list[str], cwd: Path, env: dict[str, str], timeout: int = 90
         timeout=timeout,
     )
     return proc
+
+
+def start_s1exp(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start `python -m s1exp` in its own process group (kill9 then reaches its children),
+    stdout and stderr together."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "s1exp", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def kill9(proc: subprocess.Popen) -> str:
+    """kill -9 of a started run and every process it started (an isolated evaluation, ranks);
+    returns what it printed."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    return out
+
+
+@pytest.fixture(scope="session")
+def one_layer_base(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A one-layer Qwen2 checkpoint (66K parameters): real optimizer steps in milliseconds."""
+    from s1exp.models import tiny, toy_base
+
+    tok = toy_base.pretrain_tokenizer(size=64)
+    model = tiny.build_model(
+        tok, hidden_size=64, num_layers=1, num_heads=1, num_kv_heads=1, intermediate_size=128
+    )
+    out = tmp_path_factory.mktemp("one_layer") / "base"
+    tiny.save(model, tok, out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def two_layer_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-layer tiny Qwen2 checkpoint, the base of the multi-process fits (FSDP2, resume)."""
+    from s1exp.models import tiny, toy_base
+
+    folder = tmp_path_factory.mktemp("two_layer") / "base"
+    tok = toy_base.pretrain_tokenizer(size=64)
+    tiny.save(tiny.build_model(tok, num_layers=2, max_position_embeddings=256), tok, folder)
+    return folder
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,18 @@ output folder: how its model was built (parameters on the meta device before sha
 read the checkpoint) and the bytes and dtypes of its local parameter shards after the fit.
 
     python tests/sft_worker.py BASE OUT --strategy fsdp --devices 2 --precision bf16-mixed
+
+With `--resume-dir` the fit keeps resume points there; `--kill-at-epoch k` then kills the whole
+process group with SIGKILL as epoch k starts (every rank at once, as a node failure would).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -71,6 +76,18 @@ class RankReport(L.Callback):
         (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps(report))
 
 
+class KillAtEpoch(L.Callback):
+    """kill -9 of every process of the fit as epoch `epoch` (0-based) starts."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            trainer.strategy.barrier()  # every rank is here: no rank is mid-save
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("base")
@@ -87,6 +104,9 @@ def main() -> None:
     parser.add_argument("--clip", type=float, default=1.0)
     parser.add_argument("--checkpointing", action="store_true")
     parser.add_argument("--export-dtype", default="float32")
+    parser.add_argument("--global-batch", type=int, default=None, help="default: --examples")
+    parser.add_argument("--resume-dir", type=Path, default=None)
+    parser.add_argument("--kill-at-epoch", type=int, default=None)
     args = parser.parse_args()
     _record_build()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -96,7 +116,7 @@ def main() -> None:
         warmup_ratio=0.05,
         betas=(0.9, 0.95),
         weight_decay=1e-4,
-        global_batch_size=args.examples,
+        global_batch_size=args.global_batch or args.examples,
         micro_batch_size=args.micro_batch,
         block_size=args.length,
         precision=args.precision,
@@ -111,9 +131,13 @@ def main() -> None:
     vocab = json.loads((Path(args.base) / "config.json").read_text())["vocab_size"]
     examples = equal_length_examples(args.examples, args.length, 16, vocab, seed=0)
     strategy = instantiate(OmegaConf.load(CONF / f"{args.strategy}.yaml"))
+    callbacks: list[L.Callback] = [RankReport(args.out)]
+    if args.kill_at_epoch is not None:
+        callbacks.append(KillAtEpoch(args.kill_at_epoch))
     metrics = recipe.fit(
-        args.base, examples, args.out, strategy=strategy, callbacks=[RankReport(args.out)]
-    )
+        args.base, examples, args.out, strategy=strategy, callbacks=callbacks,
+        resume_dir=args.resume_dir,
+    )  # fmt: skip
     if torch.distributed.is_initialized() and torch.distributed.get_rank() > 0:
         return
     (args.out / "metrics.json").write_text(json.dumps(metrics))

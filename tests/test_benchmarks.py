@@ -398,7 +398,7 @@ def test_a_bad_file_in_a_list_fails_before_any_benchmark_is_evaluated(
     for out in outs.values():
         out.mkdir()
     with pytest.raises(ConfigError, match=r"benchmark\.aime24\.answer_field"):
-        evaluate(cfg, trained_model, outs)
+        evaluate(cfg, trained_model, outs, {name: tmp_path / f"j-{name}" for name in outs})
     assert not (outs["toy"] / "samples.jsonl").exists()
 
 
@@ -406,7 +406,7 @@ def test_a_bad_file_in_a_list_fails_before_any_benchmark_is_evaluated(
 def eval_artifacts(env: dict[str, str]) -> set[str]:
     """The eval store's entries, lock files aside (taking a lock writes one)."""
     folder = Path(env["S1EXP_STORE"]) / "eval"
-    return {p.name for p in folder.iterdir() if not p.name.endswith(".lock")}
+    return {p.name for p in folder.iterdir() if not p.name.endswith((".lock", ".owner"))}
 
 
 def test_cli_bad_benchmark_file_is_one_line_and_writes_nothing(toy_run, s1_env, tmp_path: Path):

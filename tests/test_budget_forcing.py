@@ -29,16 +29,22 @@ def ids(tok, text: str) -> list[int]:
     return tok(text, add_special_tokens=False)["input_ids"]
 
 
-def test_cap_forces_exit_with_final_answer(setup):
-    tok = setup[0]
-    for record in run(setup, cap=8):
-        assert record["thinking_tokens"] <= 8
-        if record["finish_reasons"][0] == "length":
-            assert record["exit"] == "forced"
-            after = record["token_ids"][8:]
-            forced = ids(tok, FORCED_ANSWER)
-            newline = [] if record["thinking"].endswith("\n") else ids(tok, "\n")
-            assert after[: len(newline) + len(forced)] == newline + forced
+def test_cap_forces_exit_with_final_answer(setup) -> None:
+    """min_tokens = cap forbids ending thinking before the cap, so every question's thinking runs
+    into the cap and must leave by the forced exit: "\n" (unless already there), then
+    `<|im_start|>answer\nFinal Answer:`, then the answer."""
+    tok, cap = setup[0], 8
+    forced = ids(tok, FORCED_ANSWER)
+    records = run(setup, cap=cap, min_tokens=cap)
+    assert len(records) == len(setup[2])
+    for record in records:
+        assert record["thinking_tokens"] == cap
+        assert record["finish_reasons"][0] == "length" and record["rounds"] == 1
+        assert record["exit"] == "forced"
+        newline = [] if record["thinking"].endswith("\n") else ids(tok, "\n")
+        after = record["token_ids"][cap:]
+        assert after[: len(newline) + len(forced)] == newline + forced
+        assert record["answer_text"].startswith(("\n" if newline else "") + FORCED_ANSWER)
 
 
 def test_natural_exit_appends_answer_delimiter(setup):

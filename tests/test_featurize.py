@@ -458,7 +458,7 @@ def test_cli_selection_larger_than_pool_exits_2_before_publishing(
 ):
     args = [
         "data.pool.size=300",
-        "selection.size=5000",
+        "selection.size=295",  # within the raw pool (preflight), above the filtered one
         "train=none",
         "logger=none",
         f"paths.store={tmp_path / 'store'}",

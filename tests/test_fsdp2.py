@@ -26,7 +26,6 @@ from sft_worker import equal_length_examples
 from transformers import AutoModelForCausalLM
 
 from s1exp.data import toy
-from s1exp.models import tiny, toy_base
 from s1exp.train.datamodule import pad_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,11 +34,8 @@ S1 = OmegaConf.load(ROOT / "conf" / "train" / "s1.yaml")
 
 
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("fsdp2") / "base"
-    tok = toy_base.pretrain_tokenizer(size=64)
-    tiny.save(tiny.build_model(tok, num_layers=2, max_position_embeddings=256), tok, folder)
-    return folder
+def base(two_layer_base: Path) -> Path:
+    return two_layer_base
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from conftest import FAST, run_s1exp
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from reference_forcing import divergences, step_force
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -29,6 +30,7 @@ from s1exp.data.control import (
 )
 from s1exp.data.format import prompt_ids
 from s1exp.evaluate.metrics import summarize, vote
+from s1exp.infer.budget_forcing import BudgetForcing
 from s1exp.infer.conditional import ClassConditional, StepConditional, TokenConditional
 from s1exp.infer.hf_engine import TransformersEngine
 from s1exp.infer.rejection import RejectionSampling
@@ -86,13 +88,78 @@ def test_class_conditional_prompts_are_the_papers():
 
 
 # -- every method option builds; bad settings name the field ---------------------------------
+# What each method option must build with budget=toy64 and extrapolation=wait (scc: none): the
+# class, the settings that tell the options apart, and the prompt instruction (None: no prompt).
+BUILT: dict[str, tuple[type, dict[str, object], str | None]] = {
+    "budget_forcing": (
+        BudgetForcing,
+        {"cap": 64, "ignore": 2, "extrapolation": "Wait", "temperature": 0.0},
+        None,
+    ),
+    "ccc_long": (ClassConditional, {"length": "long", "cap": 64, "ignore": 2}, LONG),
+    "ccc_short": (ClassConditional, {"length": "short", "cap": 64, "ignore": 2}, SHORT),
+    "majority_voting": (
+        MajorityVoting,
+        {"temperature": 1.0, "n": 64, "ks": [1, 2, 4, 8, 16, 32, 64], "cap": 64},
+        None,
+    ),
+    "rejection_sampling": (
+        RejectionSampling,
+        {"temperature": 1.0, "max_tries": 16, "cap": 64, "ignore": 2},
+        None,
+    ),
+    "scc": (
+        StepConditional,
+        {"steps": 10, "force": False, "ignore": 0, "tokens_per_step": 100},
+        "Think for up to 10 steps.",
+    ),
+    "scc_bf": (
+        StepConditional,
+        {"steps": 10, "force": True, "ignore": 0},
+        "Think for up to 10 steps.",
+    ),
+    "tcc": (
+        TokenConditional,
+        {"tokens": 1024, "force": False, "cap": 64, "ignore": 2},
+        "Think for up to 1024 tokens.",
+    ),
+    # TCC + BF: the thinking cap becomes the instructed length.
+    "tcc_bf": (
+        TokenConditional,
+        {"tokens": 1024, "force": True, "cap": 1024, "ignore": 2},
+        "Think for up to 1024 tokens.",
+    ),
+}
+
+
+def test_every_method_option_is_listed() -> None:
+    assert sorted(BUILT) == METHODS
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_every_method_option_instantiates(method: str):
+def test_every_method_option_instantiates(method: str) -> None:
+    """Each conf/method option builds its class with the composed settings: every config key
+    reaches the object unchanged (derived ones as the method defines them), and the options
+    differ where they should (force, length, cap, ...), not just in the class built."""
+    extrapolation = "none" if method.startswith("scc") else "wait"
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"method={method}", "budget=toy64"])
+        cfg = compose(
+            "config",
+            overrides=[f"method={method}", "budget=toy64", f"extrapolation={extrapolation}"],
+        )
     built = instantiate(cfg.method)
-    assert type(built).__name__ == cfg.method._target_.rsplit(".", 1)[1]
+    cls, settings, instruction = BUILT[method]
+    assert type(built) is cls
+    for key, value in OmegaConf.to_container(cfg.method, resolve=True).items():
+        if key != "_target_" and key not in settings:
+            assert getattr(built, key) == value, key
+    assert {k: getattr(built, k) for k in settings} == settings
+    assert built.max_length == cfg.model.max_length and built.seed == cfg.seed
+    if instruction is None:
+        assert not hasattr(built, "instruction")
+    else:
+        assert built.instruction() == instruction
 
 
 @pytest.mark.parametrize(

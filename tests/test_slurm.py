@@ -10,7 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import FAST, ROOT, run_s1exp
+from conftest import FAST, ROOT, kill9, run_s1exp, start_s1exp
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
@@ -64,3 +64,45 @@ def test_sweep_runs_as_slurm_jobs_with_ddp_ranks(toy_run: Path, s1_env: dict, tm
         cfg = compose("config", overrides=[*overrides, f"paths.store={env['S1EXP_STORE']}"])
     assert keys.model_key(cfg) == results[0]["stages"]["train"]["key"]
     assert resolvers.job_shape(cfg) == resolvers.JobShape(1, 1, 1)
+
+
+def test_requeued_training_job_resumes_from_its_last_epoch(
+    toy_run: Path, s1_env: dict, tmp_path: Path
+):
+    """`scontrol requeue` of a SLURM job while it trains (what preemption does): SLURM kills it
+    and starts it again; the job finds its resume point in the store and goes on from epoch 2,
+    and the sweep finishes with the model of an uninterrupted run (toy_run, same settings).
+    Requeueing has one owner, submitit: Lightning's own SIGUSR1 requeue is off
+    (s1exp.train.recipe), so the job is requeued once, not twice."""
+    import time
+
+    env = s1_env | {"S1EXP_STORE": str(tmp_path / "store")}
+    sweep = tmp_path / "sweep"
+    args = [*FAST, "benchmark.toy.size=8", "cluster=slurm_local", "logger=none",
+            f"hydra.sweep.dir={sweep}", "-m"]  # fmt: skip
+    proc = start_s1exp(args, tmp_path, env)
+    try:
+        deadline = time.time() + 600
+        while not any((tmp_path / "store").glob("model/.resume-*/last.ckpt")):
+            assert proc.poll() is None, proc.stdout.read()[-3000:]
+            assert time.time() < deadline, "no resume point within 600 s"
+            time.sleep(0.5)
+        job_ids = sorted(p.name for p in (sweep / ".submitit").iterdir() if p.name.isdigit())
+        assert len(job_ids) == 1
+        subprocess.run(["scontrol", "requeue", job_ids[0]], check=True, timeout=60)
+        out, _ = proc.communicate(timeout=900)
+    finally:
+        if proc.poll() is None:
+            kill9(proc)
+    assert proc.returncode == 0, out[-3000:]
+    shown = subprocess.run(["scontrol", "show", "job", job_ids[0]], capture_output=True, text=True)
+    assert "Restarts=1" in shown.stdout, shown.stdout + shown.stderr
+    results = json.loads((sweep / "0" / "results.json").read_text())
+    model = Path(results["stages"]["train"]["path"])
+    metrics = json.loads((model / "train_metrics.json").read_text())
+    assert metrics["train/resumed_at_step"] == 19  # 300 examples / 16 per step, 1 of 2 epochs
+    reference = json.loads((toy_run / "results.json").read_text())["stages"]["train"]["path"]
+    same = (model / "model.safetensors").read_bytes() == (
+        Path(reference) / "model.safetensors"
+    ).read_bytes()
+    assert same, "the requeued job ended with other weights than an uninterrupted run"

@@ -13,6 +13,8 @@ from s1exp.data.toy import (
     FAMILIES,
     MAX_STEPS,
     ROUND,
+    TOKEN_RE,
+    count_tokens,
     instruct_corpus,
     is_benchmark_question,
     make_benchmark,
@@ -23,7 +25,6 @@ from s1exp.data.toy import (
 from s1exp.evaluate.grading import exact_match as grade
 from s1exp.evaluate.grading import extract_answer, normalize_answer
 
-SPEC_TOKEN_RE = re.compile(r"\d|[^\W\d]+|[^\w\s]")
 BOLD_RE = re.compile(r"\*\*(?=.*\d)[^\s\]]*\*\*")
 ENUM_RE = re.compile(r"p(?:[1-9]\d{0,2})\.")
 
@@ -223,10 +224,51 @@ def test_second_teacher_goes_on_more():
         make_pool(size=10, teacher="gpt")
 
 
-def test_thinking_tokens(pool):
-    for row in pool:
-        if row["thinking"] is not None and row["thinking_tokens"] is not None:
-            assert row["thinking_tokens"] == len(SPEC_TOKEN_RE.findall(row["thinking"]))
+def _spec_count(text: str) -> int:
+    """The length proxy's rule, written without a regex: every digit is one token (as in Qwen's
+    pre-tokenizer), a run of letters is one, every other visible character is one, white space
+    is none."""
+    n, in_word = 0, False
+    for ch in text:
+        word = (ch.isalnum() or ch == "_") and not ch.isdigit()
+        if word:
+            n += not in_word
+        elif not ch.isspace():
+            n += 1
+        in_word = word
+    return n
+
+
+@pytest.mark.parametrize(
+    ("text", "tokens"),
+    [
+        (
+            "638-3=635, 2 left.",
+            ["6", "3", "8", "-", "3", "=", "6", "3", "5", ",", "2", "left", "."],
+        ),
+        (
+            "Wait, 6 steps are left from 638.",
+            ["Wait", ",", "6", "steps", "are", "left", "from", "6", "3", "8", "."],
+        ),
+        ("So the answer is 635.", ["So", "the", "answer", "is", "6", "3", "5", "."]),
+        ("Count down by 3\nfrom  641", ["Count", "down", "by", "3", "from", "6", "4", "1"]),
+        ("", []),
+    ],
+)
+def test_token_pattern_splits_toy_text(text: str, tokens: list[str]) -> None:
+    """TOKEN_RE on the toy world's own lines: digits one by one, words whole, punctuation
+    alone, no white space; count_tokens is the number of those pieces."""
+    assert TOKEN_RE.findall(text) == tokens
+    assert count_tokens(text) == len(tokens) == _spec_count(text)
+
+
+def test_thinking_tokens(pool: list[dict]) -> None:
+    """Every row's thinking_tokens follows the length rule (checked by a regex-free count), so
+    longer walks and more rounds weigh more: rank-by-length in Algorithm 1 depends on it."""
+    counted = [r for r in pool if r["thinking"] is not None and r["thinking_tokens"] is not None]
+    assert len(counted) > 0.8 * len(pool)
+    for row in counted:
+        assert row["thinking_tokens"] == _spec_count(row["thinking"]), row["thinking"]
 
 
 @pytest.mark.parametrize("domain", sorted(FAMILIES))

@@ -191,9 +191,9 @@ def worker_lightning(folder: Path, preset: str) -> None:
     calls: list[str] = []
     build = strategy.build_model
 
-    def counting_build(model_path: str, dtype: torch.dtype) -> torch.nn.Module:
+    def counting_build(model_path: str, dtype: torch.dtype, **kwargs) -> torch.nn.Module:
         calls.append(model_path)
-        return build(model_path, dtype)
+        return build(model_path, dtype, **kwargs)
 
     strategy.build_model = counting_build
     tok = AutoTokenizer.from_pretrained(base)
@@ -342,7 +342,7 @@ def test_gather_full_state_dict_matches_one_shot_gather(runs: Path):
     ranks = results(runs, "raw")
     assert ranks[0]["exported_is_none"] == [False, False]
     assert ranks[1]["exported_is_none"] == [True, True]
-    states = torch.load(runs / "raw_states.pt")
+    states = torch.load(runs / "raw_states.pt", weights_only=True)
     exported, reference = states["exported"], states["reference"]
     assert list(exported) == list(reference), "keys differ from model.state_dict()"
     for key, tensor in reference.items():
@@ -354,7 +354,7 @@ def test_gather_full_state_dict_matches_one_shot_gather(runs: Path):
 
 
 def test_master_weight_export_is_fp32_and_rounds_to_the_working_copy(runs: Path):
-    states = torch.load(runs / "raw_states.pt")
+    states = torch.load(runs / "raw_states.pt", weights_only=True)
     masters, reference = states["masters"], states["reference"]
     assert list(masters) == list(reference)
     finer = 0
@@ -376,7 +376,7 @@ def test_gather_full_state_dict_gathers_one_unit_at_a_time(runs: Path):
 def test_exported_checkpoint_reloads(runs: Path):
     from transformers import AutoModelForCausalLM
 
-    exported = torch.load(runs / "raw_states.pt")["masters"]
+    exported = torch.load(runs / "raw_states.pt", weights_only=True)["masters"]
     model = AutoModelForCausalLM.from_pretrained(runs / "raw_export", dtype=torch.float32)
     state = model.state_dict()
     assert set(state) == set(exported)
@@ -397,7 +397,7 @@ def _check_lightning(folder: Path, preset: str) -> list[dict[str, Any]]:
         assert torch.isfinite(torch.tensor(out["loss"]))
         assert out["lr_used"] == out["lr_scheduled"] != LR, "the LR schedule did not reach it"
     assert ranks[0]["exported_is_none"] is False and ranks[1]["exported_is_none"] is True
-    states = torch.load(folder / f"{preset}_states.pt")
+    states = torch.load(folder / f"{preset}_states.pt", weights_only=True)
     exported, reference = states["exported"], states["reference"]
     assert list(exported) == list(reference)
     for out in ranks:  # bf16-mixed: bf16 working copies, exported from the fp32 masters

@@ -14,9 +14,7 @@ killed job resumes where it stopped and redoes at most one batch.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -27,7 +25,6 @@ from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
-from transformers import AutoTokenizer
 
 from s1exp.data import prompts
 from s1exp.data.format import token_ids
@@ -35,6 +32,8 @@ from s1exp.data.schema import PoolRow
 from s1exp.errors import ConfigError, brief
 from s1exp.evaluate.grading import exact_match, extract_answer, math_equal
 from s1exp.infer.engine import SamplingParams
+from s1exp.models import loading
+from s1exp.store import Journal
 
 log = logging.getLogger(__name__)
 
@@ -48,27 +47,16 @@ class Progress:
     """Append-only record of finished (row id, feature) values: the resume point."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
-        self.done: dict[tuple[str, str], Any] = {}
-        if path.is_file():
-            text = path.read_text()
-            if text and not text.endswith("\n"):  # a kill cut the last line: drop its fragment
-                text = text[: text.rfind("\n") + 1]
-                path.write_text(text)
-            for line in text.splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:  # the line a kill cut short
-                    continue
-                self.done[(entry["id"], entry["feature"])] = entry["value"]
+        self.journal = Journal(path)
+        self.done: dict[tuple[str, str], Any] = {
+            (entry["id"], entry["feature"]): entry["value"] for entry in self.journal.rows
+        }
         self.resumed = len(self.done)
 
     def record(self, feature: str, values: dict[str, Any]) -> None:
-        with self.path.open("a") as f:
-            for row_id, value in values.items():
-                f.write(json.dumps({"id": row_id, "feature": feature, "value": value}) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        self.journal.append(
+            [{"id": row_id, "feature": feature, "value": v} for row_id, v in values.items()]
+        )
         self.done.update({(row_id, feature): v for row_id, v in values.items()})
 
 
@@ -146,7 +134,8 @@ def chat_model(cfg: DictConfig, model_cfg: DictConfig, what: str) -> Iterator[Ch
     sizing = {"max_model_len": model_cfg.max_length}
     if "tensor_parallel_size" in cfg.featurize.engine:  # vLLM: this model's GPUs per replica
         sizing["tensor_parallel_size"] = model_cfg.get("tensor_parallel_size", 1)
-    engine = instantiate(cfg.featurize.engine, model_path=path, **sizing)
+    trust = loading.trusts_remote_code(model_cfg)  # this model's, not the run's main model's
+    engine = instantiate(cfg.featurize.engine, model_path=path, trust_remote_code=trust, **sizing)
     try:
         yield ChatModel(str(model_cfg.get("name", path)), tokenizer, engine, model_cfg.max_length)
     finally:
@@ -160,7 +149,8 @@ def load_model(cfg: DictConfig, model_cfg: DictConfig, what: str) -> tuple[str, 
     """The checkpoint path and tokenizer of a model config, or an error naming the setting."""
     try:
         path = instantiate(model_cfg.base, cache_dir=cfg.paths.cache)
-        return path, AutoTokenizer.from_pretrained(path)
+        trust = loading.trusts_remote_code(model_cfg)
+        return path, loading.tokenizer(path, trust_remote_code=trust)
     except ConfigError:
         raise
     except Exception as error:  # a hub id that is not there, a broken local checkpoint

@@ -12,7 +12,7 @@ import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from s1exp.data.quality import (
     KEEP_ASY_SOURCES,
@@ -39,14 +39,26 @@ class Selection(Protocol):
     def __call__(self, rows: list[PoolRow], size: int, rng: random.Random) -> Selected: ...
 
 
+def check_requested_size(size: object, pool_size: object = None) -> None:
+    """selection.size before any stage runs: a positive integer, and no more than the raw pool
+    holds where the source declares its size (`data.pool.size`, the toy); filters only remove
+    rows, so a larger selection could only fail after featurization."""
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise ConfigError(f"selection.size={size!r}: must be a positive integer (e.g. 1000)")
+    if isinstance(pool_size, int) and size > pool_size:
+        raise ConfigError(
+            f"selection.size={size} but the pool has only data.pool.size={pool_size} rows "
+            f"before any filter; lower selection.size or raise data.pool.size"
+        )
+
+
 def _check_size(size: int, available: int, what: str) -> None:
     """Fail early, naming the config key, when the pool cannot supply ``size`` rows."""
-    if size < 0:
-        raise ConfigError(f"selection.size must be >= 0, got {size}")
+    check_requested_size(size)
     if size > available:
         raise ConfigError(
             f"selection.size={size} but only {available} rows are available ({what}); "
-            f"lower selection.size or use a larger pool"
+            f"lower selection.size to at most {available} or use a larger pool"
         )
 
 
@@ -89,6 +101,7 @@ def _tuple(xs: Iterable[str]) -> tuple[str, ...]:
 @dataclass
 class _Base:
     keep_asy_sources: Sequence[str] = KEEP_ASY_SOURCES
+    uses_size: ClassVar[bool] = True  # selects `selection.size` rows (s1exp.preflight checks it)
 
     def __post_init__(self) -> None:
         self.keep_asy_sources = _tuple(self.keep_asy_sources)
@@ -261,6 +274,8 @@ class FullSelection(_Base):
     """59K-full: the whole pool in pool order, as the paper trained it (its 59K-full row is the
     published pool, not the quality-filtered one). Only rows without a trace or attempt go, since
     there is nothing to train on; ``size`` and ``rng`` are ignored."""
+
+    uses_size: ClassVar[bool] = False
 
     def __call__(self, rows: list[PoolRow], size: int, rng: random.Random) -> Selected:
         trainable = [r for r in rows if r["thinking"] is not None and r["attempt"] is not None]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -189,9 +189,15 @@ def to_pool_rows(
     where: str,
     id_prefix: str,
     overrides: Mapping[str, str] | None = None,
+    lines: Sequence[int] | None = None,
 ) -> list[PoolRow]:
-    """Map records onto the pool schema, checking every value; `where` names the dataset."""
+    """Map records onto the pool schema, checking every value; `where` names the dataset and
+    `lines` each record's line in a JSONL file, so an error points at the line to fix."""
     have = set(available)
+
+    def at(i: int) -> str:
+        return f"row {i} (line {lines[i]})" if lines is not None else f"row {i}"
+
     for field, column in (overrides or {}).items():
         if column is not None and column not in have:
             raise ConfigError(
@@ -212,16 +218,17 @@ def to_pool_rows(
         for field, column in present.items():
             if column not in record:
                 raise ConfigError(
-                    f"{where}, row {i}: column {column!r} (pool field {field!r}) is missing"
+                    f"{where}, {at(i)}: column {column!r} (pool field {field!r}) is missing; "
+                    f"add it to that row or map data.pool.columns.{field} to another column"
                 )
             value = record[column]
             if value is None and field in NOT_NULL:
-                raise ConfigError(f"{where}, row {i}: {field!r} (column {column!r}) is null")
+                raise ConfigError(f"{where}, {at(i)}: {field!r} (column {column!r}) is null")
             try:
                 row[field] = CONVERT[field](value)
             except TypeError as error:
                 raise ConfigError(
-                    f"{where}, row {i}: {field!r} (column {column!r}) must be {error}, got "
+                    f"{where}, {at(i)}: {field!r} (column {column!r}) must be {error}, got "
                     f"{type(value).__name__} {str(value)[:40]!r}"
                 ) from None
         row.setdefault("id", f"{id_prefix}-{i}")
@@ -231,7 +238,7 @@ def to_pool_rows(
         j = first_row.setdefault(r["id"], i)
         if j != i:
             raise ConfigError(
-                f"{where}, row {i}: id {r['id']!r} repeats row {j}; map data.pool.columns.id to "
+                f"{where}, {at(i)}: id {r['id']!r} repeats {at(j)}; map data.pool.columns.id to "
                 f"a unique column"
             )
     return rows
@@ -241,26 +248,39 @@ def read_records(
     path: Path, field: str = "data.pool.path"
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Records and column names of a JSONL or Parquet file (`field`: the setting that named it)."""
+    records, columns, _ = read_numbered_records(path, field)
+    return records, columns
+
+
+def read_numbered_records(
+    path: Path, field: str = "data.pool.path"
+) -> tuple[list[dict[str, Any]], list[str], list[int] | None]:
+    """read_records plus each record's line number in a JSONL file (None for Parquet)."""
     if not path.is_file():
         raise ConfigError(f"{field}={str(path)!r} is not a file")
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
-        return table.to_pylist(), list(table.column_names)
-    records = []
+        return table.to_pylist(), list(table.column_names), None
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
     with path.open() as f:
         for line_no, line in enumerate(f, 1):
             if line.strip():
                 try:
                     record = json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise ConfigError(f"{field}: line {line_no} of {path}: {error}") from None
+                    raise ConfigError(
+                        f"{field}: line {line_no} of {path} is not JSON (column {error.colno}: "
+                        f"{error.msg}); fix or remove that line"
+                    ) from None
                 if not isinstance(record, dict):
                     raise ConfigError(f"{field}: line {line_no} of {path} is not a JSON object")
                 records.append(record)
+                lines.append(line_no)
     columns = sorted({k for r in records for k in r})
-    return records, columns
+    return records, columns, lines
 
 
 def local_pool(
@@ -268,10 +288,10 @@ def local_pool(
 ) -> list[PoolRow]:
     """A pool in a JSONL or Parquet file, in any of the published schemas or s1exp's own."""
     file = Path(path).expanduser()
-    records, available = read_records(file)
+    records, available, lines = read_numbered_records(file)
     name = detect_format(available) if format == "auto" else format
     mapping = column_map(name, columns)
-    return to_pool_rows(records, mapping, available, str(file), file.stem, columns)
+    return to_pool_rows(records, mapping, available, str(file), file.stem, columns, lines)
 
 
 def hub_pool(
@@ -312,7 +332,14 @@ def join_traces(
     """Add the trace and attempt columns of `traces.path` to rows with the same question."""
     from datasets import load_dataset
 
-    other = load_dataset(traces["path"], split=traces.get("split", "train"))
+    split = traces.get("split", "train")
+    try:
+        other = load_dataset(traces["path"], split=split)
+    except Exception as error:  # offline, gated, misspelt id: as hub_pool's own load
+        raise ConfigError(
+            f"data.pool.traces.path={traces['path']!r}: cannot load split {split!r} "
+            f"({brief(error)}); check access or point data.pool.traces at a reachable copy"
+        ) from error
     by_question = {}
     for r in other:
         by_question.setdefault(r["question"], r)

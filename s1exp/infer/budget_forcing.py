@@ -33,9 +33,15 @@ from s1exp.data.format import (
     prompt_ids,
     token_ids,
 )
+from s1exp.errors import ConfigError
 from s1exp.infer.engine import Engine, SamplingParams
 
 AUTO_MARGIN = 100  # tokens the paper's "auto" budget keeps free for the answer
+
+
+def _is_int(value: Any, minimum: int) -> bool:
+    """An integer setting (not a bool, not a string from the command line) >= minimum."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 def single_token_id(tokenizer: Any, text: str, setting: str) -> int:
@@ -171,16 +177,25 @@ class BudgetForcing:
     prompt_suffix: str = ""
 
     def __post_init__(self) -> None:
-        if self.cap != "auto" and (not isinstance(self.cap, int) or self.cap <= 0):
-            raise ValueError(f"budget.cap={self.cap!r}: use a positive integer or 'auto'")
-        if self.min_tokens < 0:
-            raise ValueError(f"budget.min_tokens={self.min_tokens}: must be >= 0")
-        if self.ignore < 0:
-            raise ValueError(f"extrapolation.ignore={self.ignore}: must be >= 0 (0 = never extend)")
-        if self.max_length <= 0:
-            raise ValueError(f"model.max_length={self.max_length}: must be positive")
+        """Settings out of range fail here (ConfigError, one line): the pipeline builds the
+        method before any stage runs, and s1exp.preflight before a sweep is submitted."""
+        if self.cap != "auto" and not _is_int(self.cap, minimum=1):
+            raise ConfigError(f"budget.cap={self.cap!r}: use a positive integer or 'auto'")
+        if not _is_int(self.min_tokens, minimum=0):
+            raise ConfigError(f"budget.min_tokens={self.min_tokens!r}: must be an integer >= 0")
+        if self.cap != "auto" and self.min_tokens > self.cap:
+            raise ConfigError(
+                f"budget.min_tokens={self.min_tokens} exceeds budget.cap={self.cap}: thinking "
+                f"cannot be longer than its cap; lower budget.min_tokens to at most {self.cap}"
+            )
+        if not _is_int(self.ignore, minimum=0):
+            raise ConfigError(
+                f"extrapolation.ignore={self.ignore!r}: must be an integer >= 0 (0 = never extend)"
+            )
+        if not _is_int(self.max_length, minimum=1):
+            raise ConfigError(f"model.max_length={self.max_length!r}: must be a positive integer")
         if self.mode not in ("auto", "resubmit", "inflight"):
-            raise ValueError(f"method.mode={self.mode!r}: use 'auto', 'resubmit' or 'inflight'")
+            raise ConfigError(f"method.mode={self.mode!r}: use 'auto', 'resubmit' or 'inflight'")
 
     # -- setup ----------------------------------------------------------------------------
     def prompt(self, tokenizer: Any, question: str) -> list[int]:

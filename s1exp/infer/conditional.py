@@ -25,6 +25,7 @@ from s1exp.data.control import (
     token_instruction,
     with_instruction,
 )
+from s1exp.errors import ConfigError
 from s1exp.infer.budget_forcing import BudgetForcing, Segment, Trajectory
 
 
@@ -47,7 +48,7 @@ class TokenConditional(InstructedForcing):
 
     def __post_init__(self) -> None:
         if not isinstance(self.tokens, int) or self.tokens <= 0:
-            raise ValueError(f"method.tokens={self.tokens!r}: use a positive number of tokens")
+            raise ConfigError(f"method.tokens={self.tokens!r}: use a positive number of tokens")
         if self.force:
             self.cap = self.tokens
         super().__post_init__()
@@ -67,7 +68,7 @@ class ClassConditional(InstructedForcing):
 
     def __post_init__(self) -> None:
         if self.length not in CLASS_PROMPTS:
-            raise ValueError(f"method.length={self.length!r}: use one of {sorted(CLASS_PROMPTS)}")
+            raise ConfigError(f"method.length={self.length!r}: use one of {sorted(CLASS_PROMPTS)}")
         super().__post_init__()
 
     def instruction(self) -> str:
@@ -166,9 +167,9 @@ class StepConditional(InstructedForcing):
 
     def __post_init__(self) -> None:
         if not isinstance(self.steps, int) or self.steps <= 0:
-            raise ValueError(f"method.steps={self.steps!r}: use a positive number of steps")
+            raise ConfigError(f"method.steps={self.steps!r}: use a positive number of steps")
         if self.ignore:
-            raise ValueError(
+            raise ConfigError(
                 f"extrapolation.ignore={self.ignore}: SCC ends thinking by its steps and does not "
                 "extend it; use extrapolation=none (or method=budget_forcing to extend)"
             )

@@ -13,9 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
-from transformers import AutoModelForCausalLM, DynamicCache
+from transformers import DynamicCache
 
 from s1exp.infer.engine import Completion, SamplingParams, check_requests, check_trajectories
+from s1exp.models.loading import causal_lm
 
 
 class Controlled(Protocol):
@@ -92,9 +93,11 @@ class TransformersEngine:
         max_model_len: int = 2048,
         seed: int = 0,
         device: str = "auto",
+        trust_remote_code: bool = False,  # the model config's (s1exp.models.loading)
     ) -> None:
         self.device = _pick_device(device)
-        self.model = AutoModelForCausalLM.from_pretrained(model_path, dtype=getattr(torch, dtype))
+        dtype_ = getattr(torch, dtype)
+        self.model = causal_lm(model_path, dtype=dtype_, trust_remote_code=trust_remote_code)
         self.model.to(self.device).eval()
         self.batch_size = batch_size
         self.max_model_len = max_model_len

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from s1exp.errors import ConfigError
 from s1exp.infer.budget_forcing import BudgetForcing, Trajectory
 from s1exp.infer.engine import Engine
 
@@ -24,17 +25,17 @@ class RejectionSampling(BudgetForcing):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not isinstance(self.cap, int):
-            raise ValueError(
+            raise ConfigError(
                 f"budget.cap={self.cap!r}: rejection sampling needs an integer thinking budget "
                 "to reject against (e.g. budget=cap4000)"
             )
         if self.temperature <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"method.temperature={self.temperature}: rejection sampling must sample "
                 "(the paper uses 1.0); greedy tries would all be the same"
             )
         if self.max_tries < 1:
-            raise ValueError(f"method.max_tries={self.max_tries}: must be >= 1")
+            raise ConfigError(f"method.max_tries={self.max_tries}: must be >= 1")
 
     def thinking_limit(self, t: Trajectory) -> int:
         return int(self.cap)  # tries decode one token past it to see whether they fit

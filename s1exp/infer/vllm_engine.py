@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from s1exp.infer.engine import Completion, SamplingParams, check_requests, check_trajectories
+from s1exp.models.loading import require_safetensors
 
 AUTO = "auto"
 
@@ -69,6 +70,7 @@ class VLLMEngine:
         tensor_parallel_size: int = 1,
         block_size: int | None = None,
         max_num_seqs: int | None = None,
+        trust_remote_code: bool = False,  # the model config's (s1exp.models.loading)
     ) -> None:
         # GiB of KV cache, read by vLLM's CPU backend when the engine starts; GPU builds ignore it.
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(kv_cache_space))
@@ -79,8 +81,11 @@ class VLLMEngine:
         self.max_model_len = max_model_len
         self.seed = seed
         self._request_ids = itertools.count()
+        require_safetensors(model_path)
         self.llm = vllm.LLM(
             model=model_path,
+            load_format="safetensors",  # never a pickled pytorch_model.bin
+            trust_remote_code=trust_remote_code,
             dtype=self.dtype,
             max_model_len=max_model_len,
             seed=seed,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from statistics import mean
 from typing import Any
 
+from s1exp.errors import ConfigError
 from s1exp.infer.budget_forcing import BudgetForcing
 from s1exp.infer.engine import Engine
 
@@ -29,16 +30,16 @@ class MajorityVoting(BudgetForcing):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.n < 1:
-            raise ValueError(f"method.n={self.n}: the number of samples must be >= 1")
+            raise ConfigError(f"method.n={self.n}: the number of samples must be >= 1")
         if self.temperature <= 0 and self.n > 1:
-            raise ValueError(
+            raise ConfigError(
                 f"method.temperature={self.temperature}: voting over greedy samples repeats one "
                 "answer; sample (the paper uses 1.0) or set method.n=1"
             )
         self.ks = list(self.ks) or powers_of_two_up_to(self.n)
         bad = [k for k in self.ks if not 1 <= k <= self.n]
         if bad:
-            raise ValueError(f"method.ks={self.ks}: every k must be in 1..method.n={self.n}")
+            raise ConfigError(f"method.ks={self.ks}: every k must be in 1..method.n={self.n}")
 
     def run(self, engine: Engine, tokenizer: Any, prompts: list[list[int]]) -> list[dict]:
         self.prepare(tokenizer)

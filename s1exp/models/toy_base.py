@@ -12,6 +12,8 @@ with the steps wrong) while one that knows them keeps it.
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from s1exp.data.format import assistant_text, training_example
 from s1exp.models import tiny
 from s1exp.store import ArtifactStore, config_key
 from s1exp.train.recipe import SFTRecipe
+
+log = logging.getLogger(__name__)
 
 BUILD_VERSION = 2  # bump when the build or the toy world changes, so cached models are rebuilt
 
@@ -72,7 +76,18 @@ def toy_base_model(
             for q, thinking, answer in corpus
         ]
         recipe_args = {k: v for k, v in pretrain.items() if k != "examples"}
-        metrics = SFTRecipe(**recipe_args, seed=seed).fit(str(init_dir), examples, out)
+        log.info(
+            "building the toy base model once for this machine: %d examples, cached in %s",
+            len(examples),
+            store.root,
+        )
+        recipe = SFTRecipe(**recipe_args, seed=seed)
+        metrics = recipe.fit(
+            str(init_dir), examples, out, resume_dir=resume_dir, progress="toy base model"
+        )
         (out / "pretrain_metrics.json").write_text(json.dumps(metrics, indent=2))
 
-    return str(store.get_or_build("base_models", key, build, describe=settings).path)
+    resume_dir = store.path("base_models", f".resume-{key}")
+    model = store.get_or_build("base_models", key, build, describe=settings)
+    shutil.rmtree(resume_dir, ignore_errors=True)  # the points of the finished build
+    return str(model.path)

@@ -96,16 +96,21 @@ def build_sharded(
     dtype: torch.dtype = torch.float32,
     param_dtype: torch.dtype | None = torch.bfloat16,
     reduce_dtype: torch.dtype | None = torch.float32,
+    trust_remote_code: bool = False,
 ) -> nn.Module:
-    """A sharded model whose weights were read from disk by global rank 0 only."""
+    """A sharded model whose weights were read from disk (safetensors) by global rank 0 only."""
     import torch.distributed as dist
     from accelerate import init_empty_weights
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(model_path)
+    from s1exp.models.loading import model_config
+
+    config = model_config(model_path, trust_remote_code=trust_remote_code)
     with init_empty_weights(include_buffers=False):  # parameters on meta, buffers (RoPE) real
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = AutoModelForCausalLM.from_config(
+            config, dtype=dtype, trust_remote_code=trust_remote_code
+        )
     model.tie_weights()  # the meta patch gives each module its own parameter: share them again
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     full = read_full_state_dict(model_path, model, dtype) if dist.get_rank() == 0 else {}
@@ -153,7 +158,9 @@ class FSDP2Strategy(ModelParallelStrategy):
     def param_dtype(self) -> torch.dtype | None:
         return torch.bfloat16 if "bf16" in str(self.precision_plugin.precision) else None
 
-    def build_model(self, model_path: str, dtype: torch.dtype) -> nn.Module:
+    def build_model(
+        self, model_path: str, dtype: torch.dtype, trust_remote_code: bool = False
+    ) -> nn.Module:
         param_dtype = self.param_dtype
         return build_sharded(
             model_path,
@@ -162,6 +169,7 @@ class FSDP2Strategy(ModelParallelStrategy):
             dtype,
             param_dtype,
             self.reduce_dtype if param_dtype is not None else None,
+            trust_remote_code,
         )
 
     def export_state_dict(self, model: nn.Module) -> dict[str, torch.Tensor] | None:

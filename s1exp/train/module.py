@@ -7,7 +7,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from transformers import AutoModelForCausalLM
+
+from s1exp.models.loading import causal_lm
 
 
 def warmup_cosine(step: int, total_steps: int, warmup_steps: int) -> float:
@@ -30,6 +31,7 @@ class SFTModule(L.LightningModule):
         warmup_ratio: float,
         dtype: str = "float32",
         activation_checkpointing: bool = False,
+        trust_remote_code: bool = False,  # the base model config's (s1exp.models.loading)
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -42,11 +44,12 @@ class SFTModule(L.LightningModule):
         if self.model is not None:
             return
         dtype = getattr(torch, self.hparams.dtype)
+        trust = self.hparams.trust_remote_code
         build = getattr(self.trainer.strategy, "build_model", None) if self._trainer else None
         if build is not None:
-            model = build(self.model_path, dtype)
+            model = build(self.model_path, dtype, trust_remote_code=trust)
         else:
-            model = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=dtype)
+            model = causal_lm(self.model_path, dtype=dtype, trust_remote_code=trust)
         model.config.use_cache = False
         if self.hparams.activation_checkpointing:
             model.gradient_checkpointing_enable(

@@ -13,12 +13,15 @@ from typing import Any
 
 import lightning as L
 import torch
-from transformers import AutoConfig, AutoTokenizer
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from s1exp.data.format import TrainingExample
 from s1exp.errors import ConfigError
+from s1exp.models import loading
 from s1exp.train.datamodule import SFTDataModule
 from s1exp.train.module import SFTModule
+from s1exp.train.progress import TrainProgress
+from s1exp.train.resume import ResumePoint
 
 
 class SteadyThroughput(L.Callback):
@@ -62,9 +65,9 @@ def full_state_dict(trainer: L.Trainer, module: SFTModule) -> dict[str, Any] | N
     return {k.removeprefix("model."): v for k, v in state.items()}
 
 
-def checkpoint_dtype(model_path: str) -> str | None:
+def checkpoint_dtype(model_path: str, trust_remote_code: bool = False) -> str | None:
     """The dtype the base checkpoint was saved in (bf16 for Qwen2.5), to export in the same one."""
-    dtype = AutoConfig.from_pretrained(model_path).dtype
+    dtype = loading.model_config(model_path, trust_remote_code=trust_remote_code).dtype
     return str(dtype).removeprefix("torch.") if dtype is not None else None
 
 
@@ -115,12 +118,13 @@ class SFTRecipe:
     num_nodes: int = 1
     seed: int = 0
     log_every_n_steps: int = 5
+    resume_every_n_epochs: int = 1  # resume points (s1exp.train.resume); 0: none
     trains: bool = field(default=True, init=False)
 
     def accumulation(self) -> int:
         """Gradient accumulation steps that make up the global batch."""
         per_step = self.micro_batch_size * self.devices * self.num_nodes
-        if per_step <= 0 or self.global_batch_size % per_step:
+        if per_step <= 0 or self.global_batch_size <= 0 or self.global_batch_size % per_step:
             raise ConfigError(
                 f"train.global_batch_size={self.global_batch_size} must be a positive multiple of "
                 f"train.micro_batch_size x train.devices x train.num_nodes = {per_step}; "
@@ -136,12 +140,18 @@ class SFTRecipe:
         strategy: Any = "auto",
         logger: Any = False,
         callbacks: list[L.Callback] | None = None,
+        resume_dir: Path | None = None,
+        progress: str = "train",
+        trust_remote_code: bool = False,  # the base model config's (s1exp.models.loading)
     ) -> dict[str, float]:
-        """Train on `examples` and save a Hugging Face checkpoint (model + tokenizer) to out_dir."""
+        """Train on `examples` and save a Hugging Face checkpoint (model + tokenizer) to out_dir.
+
+        With `resume_dir`, the fit saves resume points there and goes on from the latest one a
+        killed fit left; `progress` names the fit in its progress lines."""
         if not examples:
             raise ValueError("selection: no training examples; check selection.size and data")
         L.seed_everything(self.seed, workers=True, verbose=False)
-        tokenizer = AutoTokenizer.from_pretrained(base_model)
+        tokenizer = loading.tokenizer(base_model, trust_remote_code=trust_remote_code)
         module = SFTModule(
             base_model,
             self.lr,
@@ -150,12 +160,22 @@ class SFTRecipe:
             self.warmup_ratio,
             self.dtype,
             self.activation_checkpointing,
+            trust_remote_code=trust_remote_code,
         )
         data = SFTDataModule(examples, self.micro_batch_size, tokenizer.pad_token_id)
         throughput = SteadyThroughput()
+        resume = ResumePoint(resume_dir, self.resume_every_n_epochs) if resume_dir else None
         trainer = L.Trainer(
             max_epochs=self.epochs,
-            callbacks=[throughput, *(callbacks or [])],
+            callbacks=[
+                throughput,
+                TrainProgress(progress),
+                *([resume] if resume else []),
+                *(callbacks or []),
+            ],  # fmt: skip
+            # submitit owns requeueing a SLURM job (s1exp.launcher): Lightning's own handler
+            # would requeue it a second time
+            plugins=[SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else None,
             accelerator=self.accelerator,
             devices=self.devices,
             num_nodes=self.num_nodes,
@@ -171,11 +191,13 @@ class SFTRecipe:
             default_root_dir=str(out_dir),
         )
         start = time.perf_counter()
-        trainer.fit(module, datamodule=data)
+        # weights_only: a resume point is loaded without unpickling code
+        ckpt = resume.latest if resume else None
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt, weights_only=True)
         seconds = time.perf_counter() - start
         state = full_state_dict(trainer, module)
         if trainer.is_global_zero:
-            export_dtype = self.export_dtype or checkpoint_dtype(base_model)
+            export_dtype = self.export_dtype or checkpoint_dtype(base_model, trust_remote_code)
             save_checkpoint(module, state, tokenizer, out_dir, export_dtype)
         tokens = sum(len(e.input_ids) for e in examples) * self.epochs
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
@@ -184,5 +206,6 @@ class SFTRecipe:
             "train/seconds": seconds,
             "train/tokens_per_s": tokens / seconds,
             "train/optimizer_steps": float(trainer.global_step),
+            "train/resumed_at_step": float(resume.resumed_at_step if resume else 0),
         }
         return metrics

@@ -29,6 +29,7 @@ from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 from torch.optim.lr_scheduler import LRScheduler
 
 from s1exp.errors import ConfigError
+from s1exp.models.loading import causal_lm
 
 
 @contextmanager
@@ -54,7 +55,9 @@ def hf_zero3(ds_config: dict[str, Any]) -> Iterator[None]:
         del hf_config
 
 
-def load_partitioned(model_path: str, dtype: torch.dtype, ds_config: dict[str, Any]) -> Any:
+def load_partitioned(
+    model_path: str, dtype: torch.dtype, ds_config: dict[str, Any], trust_remote_code: bool = False
+) -> Any:
     """`from_pretrained` with every parameter partitioned over the ranks as it is created.
 
     Every rank must call this (it is collective). transformers builds the model inside
@@ -63,15 +66,13 @@ def load_partitioned(model_path: str, dtype: torch.dtype, ds_config: dict[str, A
     model. ZeRO-3 stores parameters in the config's dtype (bf16 when `bf16.enabled`; its optimizer
     keeps fp32 master copies), so `dtype` only chooses how the checkpoint is read.
     """
-    from transformers import AutoModelForCausalLM
-
     config = copy.deepcopy(ds_config)
     # zero.Init validates the whole config; outside a Trainer no batch size is known yet, and
     # partitioning does not depend on it.
     if "train_batch_size" not in config:
         config.setdefault("train_micro_batch_size_per_gpu", 1)
     with hf_zero3(config):
-        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+        model = causal_lm(model_path, dtype=dtype, trust_remote_code=trust_remote_code)
     unpartitioned = [name for name, p in model.named_parameters() if not hasattr(p, "ds_id")]
     if unpartitioned:
         raise RuntimeError(
@@ -234,10 +235,12 @@ class ZeRO3Strategy(DeepSpeedStrategy):
 
     # -- the two methods SFTModule and the recipe look for ------------------------------------
 
-    def build_model(self, model_path: str, dtype: torch.dtype) -> torch.nn.Module:
+    def build_model(
+        self, model_path: str, dtype: torch.dtype, trust_remote_code: bool = False
+    ) -> torch.nn.Module:
         """The Hugging Face model, loaded straight into this rank's ZeRO-3 partitions."""
         self._init_config_if_needed()
-        return load_partitioned(model_path, dtype, self.config)
+        return load_partitioned(model_path, dtype, self.config, trust_remote_code)
 
     def export_state_dict(self, model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
         """Full HF state dict on global rank 0 (None elsewhere), gathered layer by layer.
