@@ -301,3 +301,30 @@ def test_wandb_without_network_logs_offline_and_keeps_the_results(
     assert (tmp_path / "run" / "results.json").is_file()
     assert (proc.stdout + proc.stderr).count("W&B: cannot log online") == 1
     assert len(list((tmp_path / "run" / "wandb").glob("offline-run-*"))) == 1
+
+
+def test_rerunning_an_interrupted_sweep_runs_only_what_is_missing(
+    toy_run: Path, s1_env: dict, tmp_path: Path
+):
+    """A 2-job sweep whose second job was killed before it wrote its results, run again into
+    its folder: the first job is skipped with its result kept as it was, the second runs, the
+    report counts each job once, and W&B holds one run per job and stage (the re-run job
+    resumed its run by id instead of adding one)."""
+    sweep = tmp_path / "sweep"
+    args = [*FAST, "extrapolation=none,wait", f"hydra.sweep.dir={sweep}", "-m"]
+    first = run_s1exp(args, tmp_path, s1_env)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    kept = (sweep / "0" / "results.json").read_text()
+    (sweep / "1" / "results.json").unlink()  # as if job 2 was killed before it finished
+    runs_before = {p.name.rsplit("-", 1)[-1] for p in (sweep / "wandb").glob("offline-run-*")}
+
+    again = run_s1exp(args, tmp_path, s1_env)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    out = again.stdout + again.stderr
+    assert "sweep: job 1/2 finished in an earlier run, result kept" in out
+    assert "sweep: job 2/2: " in out and "sweep: 2/2 jobs done" in out
+    assert (sweep / "0" / "results.json").read_text() == kept  # not run again
+    assert (sweep / "1" / "results.json").is_file()
+    assert "2 finished jobs" in (sweep / "summary.txt").read_text()
+    runs_after = {p.name.rsplit("-", 1)[-1] for p in (sweep / "wandb").glob("offline-run-*")}
+    assert runs_after == runs_before  # eval runs of both jobs and the report run, once each
