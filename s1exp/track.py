@@ -211,7 +211,10 @@ def run_id(run_dir: Path, job_type: str, axes: Any) -> str:
     """A W&B run id fixed by the job's folder, stage and settings: re-running an interrupted
     sweep into its folder resumes each job's runs instead of adding duplicates."""
     blob = json.dumps([str(Path(run_dir).resolve()), job_type, axes], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    number = int.from_bytes(hashlib.sha256(blob.encode()).digest()[:8], "big")
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    # 8 base-36 characters, W&B's own id shape (`wandb leet` shows about 10 of an id)
+    return "".join(digits[(number // 36**i) % 36] for i in range(8))
 
 
 def train_logger(cfg: DictConfig, run_dir: Path, tags: list[str]) -> Any:
@@ -223,12 +226,17 @@ def train_logger(cfg: DictConfig, run_dir: Path, tags: list[str]) -> Any:
     from lightning.pytorch.loggers import WandbLogger
 
     os.environ.setdefault("WANDB_SILENT", "true")
+    from s1exp.train.ranks import process_rank
+
     kwargs = _wandb_kwargs(cfg, run_dir, "train", tags)
-    # The run starts now, not inside fit: its "args" are redacted and an unreachable server
+    # WandbLogger's save_dir (default ".") wins over wandb.init's dir
+    logger_kwargs = {k: v for k, v in kwargs.items() if k != "dir"} | {"save_dir": kwargs["dir"]}
+    if process_rank() > 0:  # Lightning gives the other ranks a dummy experiment: no run
+        return WandbLogger(**logger_kwargs)
+    # Rank 0's run starts now, not inside fit: its "args" are redacted and an unreachable server
     # means an offline run (init_run), handed to Lightning as the logger's experiment.
     run = init_run(**kwargs, reinit="create_new")
-    kwargs["save_dir"] = kwargs.pop("dir")  # WandbLogger's save_dir (default ".") wins over dir
-    return WandbLogger(experiment=run, **kwargs)
+    return WandbLogger(experiment=run, **logger_kwargs)
 
 
 def finish_train_logger(logger: Any) -> None:

@@ -111,12 +111,12 @@ def test_ddp_trains_with_two_cpu_processes(toy_run: Path, s1_env: dict, tmp_path
     args = [*FAST, "strategy=ddp", "train.devices=2", "train.micro_batch_size=8"]
     proc = run_s1exp([*args, "benchmark.toy.size=8", "hydra.run.dir=ddp"], tmp_path, env)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "MEMBER: 2/2" in proc.stderr  # the second process joined the process group
     results = json.loads((tmp_path / "ddp" / "results.json").read_text())
     assert not results["stages"]["train"]["reused"]
     model_dir = Path(results["stages"]["train"]["path"])
     metrics = json.loads((model_dir / "train_metrics.json").read_text())
     # 300 examples, global batch 16 = 2 ranks x micro-batch 8: 19 steps per epoch, 2 epochs
+    # (one process alone would take 38 micro-batches of 8 per epoch: 76 steps)
     assert metrics["train/optimizer_steps"] == 38
     assert sorted(p.name for p in (tmp_path / "store" / "model").iterdir() if p.is_dir()) == [
         model_dir.name
