@@ -44,7 +44,11 @@ SPEED_ONLY_FEATURIZE_KEYS = frozenset({"isolate", "batch_rows"})
 def engine_output_settings(engine_cfg: DictConfig) -> dict:
     """The engine settings that change its tokens, as it will run them on this machine (`auto`
     resolved): the part of an engine config that evaluation and featurize keys hold."""
-    settings = resolve_engine_settings(engine_cfg)
+    return output_settings(resolve_engine_settings(engine_cfg))
+
+
+def output_settings(settings: dict) -> dict:
+    """The resolved engine settings without those that change only speed here."""
     speed_only = SPEED_ONLY_ENGINE_KEYS - (
         BATCH_NUMERICS_KEYS if batch_shapes_tokens(settings) else set()
     )
@@ -69,9 +73,10 @@ def runs_on_cuda(settings: dict) -> bool:
 def eval_key(cfg: DictConfig, model_key: str, benchmark: str) -> str:
     """One benchmark's evaluation: the model, the benchmark's config, the method and the engine
     as it will run here (`auto` resolved; batch settings where they change tokens)."""
-    engine = engine_output_settings(cfg.engine)
+    settings = resolve_engine_settings(cfg.engine)
+    engine = output_settings(settings)
     parts = ["eval", model_key, {benchmark: cfg.benchmark[benchmark]}, cfg.method, engine]
-    if batch_shapes_tokens(resolve_engine_settings(cfg.engine)):  # groups are batches there
+    if batch_shapes_tokens(settings):  # groups of questions are batches there
         parts.append({"questions_per_save": cfg.evaluate.questions_per_save})
     return config_key(*parts)
 

@@ -124,8 +124,7 @@ class PreflightSlurmLauncher(SlurmLauncher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         jobs = [(initial_job_idx + i, list(o)) for i, o in enumerate(job_overrides)]
-        progress = SweepProgress(initial_job_idx + len(jobs))
-        progress.done = initial_job_idx
+        progress = SweepProgress(initial_job_idx, len(jobs))
         with exiting_on_config_error():
             groups, finished = self._checked_groups(jobs)
         for idx, _ in jobs:

@@ -21,8 +21,7 @@ class LocalLauncher(BasicLauncher):
         assert self.hydra_context is not None and self.config is not None
         assert self.task_function is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
-        progress = SweepProgress(initial_job_idx + len(job_overrides))
-        progress.done = initial_job_idx
+        progress = SweepProgress(initial_job_idx, len(job_overrides))
         runs: list[JobReturn] = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
             config = self.hydra_context.config_loader.load_sweep_config(

@@ -63,9 +63,11 @@ class SweepProgress:
     """`sweep: job k/n <overrides>` as each job starts and `sweep: k/n jobs done` with an ETA
     from the jobs run so far (jobs an earlier run finished count as done, not in the rate)."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.done = 0
+    def __init__(self, first: int, count: int) -> None:
+        """Jobs `first` .. `first + count - 1` of a sweep; Hydra numbers jobs from 0, and a
+        sweeper that launches in batches starts a later batch at `first` > 0."""
+        self.total = first + count
+        self.done = first
         self.ran = 0
         self.started = time.perf_counter()
 
