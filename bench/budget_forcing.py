@@ -1,11 +1,14 @@
 """Budget forcing vs plain generation, same tokens, one run: `python bench/budget_forcing.py`.
 
-For each engine: 32 toy prompts are run (b) with budget forcing, 2x "Wait", then (a) as plain
-generation asked for exactly as many tokens per prompt as (b) generated (stops suppressed, so the
-totals match). Prints tokens/s of both and the ratio b/a (medians of --repeats alternating timed
-runs): the cost of the extra rounds. Goals: >= 0.95 on vLLM (prefix caching), >= 0.8 on
-transformers. For the resubmit driver it also splits the extra time into requests + prefills
-(the extra segments replayed with max_tokens=1) and round barriers (the rest).
+For each engine, driver and number of ignores (--ignores, default 2, 6 and 0 "Wait"): 32 toy
+prompts are run (b) with budget forcing, then (a) as plain generation asked for exactly as many
+tokens per prompt as (b) generated (stops suppressed, so the totals match). Prints tokens/s of
+both and the ratio b/a (medians of --repeats alternating timed runs): the cost of the extra
+rounds. Drivers: inflight (forced tokens inside the decode loop; on vLLM a logits processor),
+barrier_free (vLLM: a new request per segment, no round barrier), resubmit (a batch of new
+requests per round, as the s1 code). Goals: inflight >= 0.95 on vLLM with 2x "Wait" and no slower
+than barrier_free at 0 ignores; >= 0.8 on transformers. For resubmit it also splits the extra
+time into requests + prefills (the extra segments replayed with max_tokens=1) and round barriers.
 
 --model defaults to the newest trained toy model in the artifact store (run the main job first).
 """
@@ -23,6 +26,8 @@ from transformers import AutoTokenizer
 from s1exp.data import toy
 from s1exp.infer.budget_forcing import BudgetForcing
 from s1exp.infer.engine import SamplingParams
+
+DRIVERS = ("inflight", "barrier_free", "resubmit")
 
 
 def newest_model(store: Path) -> str:
@@ -62,10 +67,11 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def bench(engine, tok, prompts, max_len: int, mode: str, repeats: int) -> dict[str, float]:
+def bench(engine, tok, prompts, max_len: int, mode: str, ignore: int, repeats: int) -> dict:
     method = BudgetForcing(
-        cap=200, ignore=2, extrapolation="Wait", max_length=max_len, answer_max_tokens=32, mode=mode
-    )
+        cap=200, ignore=ignore, extrapolation="Wait", max_length=max_len, answer_max_tokens=32,
+        mode=mode,
+    )  # fmt: skip
     method.run(engine, tok, prompts[:4])  # warm-up: compile/allocate outside the timing
     records = method.run(engine, tok, prompts)
     # Decoded tokens per prompt: thinking + answer (+1 per stop token the engine produced).
@@ -108,6 +114,7 @@ def main() -> None:
     parser.add_argument("--engines", default="transformers,vllm")
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; medians reported")
+    parser.add_argument("--ignores", default="2,6,0", help='numbers of "Wait" to bench')
     args = parser.parse_args()
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     model = args.model or newest_model(Path(os.environ.get("S1EXP_STORE", "outputs/store")))
@@ -117,8 +124,8 @@ def main() -> None:
     prompts = [method.prompt(tok, q["question"]) for q in questions]
     max_len = 512
     print(
-        f"model: {model}\n{'engine':<14}{'mode':<10}{'tokens':>8}{'plain tok/s':>13}"
-        f"{'forced tok/s':>14}{'ratio':>7}{'ignores':>9}"
+        f"model: {model}\n{'engine':<14}{'wait':>4}  {'mode':<14}{'tokens':>8}"
+        f"{'plain tok/s':>13}{'forced tok/s':>14}{'ratio':>7}{'ignores':>9}"
     )
     for name in args.engines.split(","):
         try:
@@ -126,21 +133,22 @@ def main() -> None:
         except ImportError as err:
             print(f"{name:<14}skipped: {err}")
             continue
-        modes = ("inflight", "resubmit") if hasattr(engine, "run_inflight") else ("resubmit",)
-        for mode in modes:
-            r = bench(engine, tok, prompts, max_len, mode, args.repeats)
-            print(
-                f"{name:<14}{mode:<10}{r['tokens']:>8}{r['plain_tps']:>13.0f}"
-                f"{r['forced_tps']:>14.0f}{r['ratio']:>7.2f}{r['ignores']:>9}"
-            )
-            if "requests" in r:
+        modes = [m for m in DRIVERS if m == "resubmit" or hasattr(engine, f"run_{m}")]
+        for ignore in (int(n) for n in args.ignores.split(",")):
+            for mode in modes:
+                r = bench(engine, tok, prompts, max_len, mode, ignore, args.repeats)
                 print(
-                    f"{'':<14}  resubmit: {r['requests']} requests for {len(prompts)} prompts, "
-                    f"{r['cached']:.0%} of their prompt tokens from the prefix cache; "
-                    f"forced {r['forced_s']:.2f} s = plain {r['plain_s']:.2f} s + requests and "
-                    f"prefills {r['prefill_s']:.2f} s (replayed with max_tokens=1) + round "
-                    f"barriers {r['forced_s'] - r['plain_s'] - r['prefill_s']:.2f} s"
+                    f"{name:<14}{ignore:>4}  {mode:<14}{r['tokens']:>8}{r['plain_tps']:>13.0f}"
+                    f"{r['forced_tps']:>14.0f}{r['ratio']:>7.2f}{r['ignores']:>9}"
                 )
+                if "requests" in r:
+                    print(
+                        f"{'':<20}resubmit: {r['requests']} requests for {len(prompts)} prompts, "
+                        f"{r['cached']:.0%} of their prompt tokens from the prefix cache; forced "
+                        f"{r['forced_s']:.2f} s = plain {r['plain_s']:.2f} s + requests and "
+                        f"prefills {r['prefill_s']:.2f} s (replayed with max_tokens=1) + round "
+                        f"barriers {r['forced_s'] - r['plain_s'] - r['prefill_s']:.2f} s"
+                    )
         if hasattr(engine, "close"):
             engine.close()
 

@@ -9,6 +9,18 @@ from __future__ import annotations
 
 import torch
 
+# Greedy settings every engine and driver is checked on against `budget_force` (toy model):
+# caps reached with and without ignores, the "auto" cap, min_tokens, an empty extrapolation.
+SETTINGS = {
+    "cap16": {"cap": 16},
+    "auto": {"cap": "auto"},
+    "wait1": {"cap": 200, "ignore": 1, "extrapolation": "Wait"},
+    "wait2": {"cap": 200, "ignore": 2, "extrapolation": "Wait"},
+    "wait4": {"cap": 120, "ignore": 4, "extrapolation": "Wait"},
+    "min60": {"cap": 200, "min_tokens": 60},
+    "empty2_cap40": {"cap": 40, "ignore": 2, "extrapolation": ""},
+}
+
 
 @torch.inference_mode()
 def greedy(model, ids: list[int], max_new: int, min_new: int, stops: set[int]):

@@ -3,23 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from reference_forcing import budget_force, divergences
+from reference_forcing import SETTINGS, budget_force, divergences
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from s1exp.data import toy
 from s1exp.data.format import prompt_ids
 from s1exp.infer.budget_forcing import BudgetForcing
 from s1exp.infer.hf_engine import TransformersEngine
-
-SETTINGS = {
-    "cap16": {"cap": 16},
-    "auto": {"cap": "auto"},
-    "wait1": {"cap": 200, "ignore": 1, "extrapolation": "Wait"},
-    "wait2": {"cap": 200, "ignore": 2, "extrapolation": "Wait"},
-    "wait4": {"cap": 120, "ignore": 4, "extrapolation": "Wait"},
-    "min60": {"cap": 200, "min_tokens": 60},
-    "empty2_cap40": {"cap": 40, "ignore": 2, "extrapolation": ""},
-}
 
 
 @pytest.fixture(scope="module")

@@ -151,3 +151,27 @@ def test_budget_forcing_matches_reference_loop(checkpoint: str, tokenizer, name:
         ]
         diverged = divergences(got, want)
         assert not diverged, f"{mode}: {len(diverged)}/{len(prompts)} differ: {diverged}"
+
+
+@pytest.mark.vllm
+def test_vllm_drivers_match_the_reference_loop(checkpoint: str, tokenizer) -> None:
+    """vLLM on the real model: the in-loop driver (logits processor), the barrier-free and the
+    resubmit driver all give the spec's literal loop's greedy tokens."""
+    pytest.importorskip("vllm")
+    from reference_forcing import budget_force, divergences
+
+    from s1exp.infer.vllm_engine import VLLMEngine
+
+    model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
+    prompts = [prompt_ids(tokenizer, q) for q in QUESTIONS]
+    engine = VLLMEngine(checkpoint, max_model_len=2048, kv_cache_space=1)
+    try:
+        for name, kwargs in SMOLLM2_SETTINGS.items():
+            bf = dict(max_length=2048, answer_max_tokens=16, **kwargs)
+            want = [budget_force(model, tokenizer, p, **bf) for p in prompts]
+            for mode in ("inflight", "barrier_free", "resubmit"):
+                records = BudgetForcing(mode=mode, **bf).run(engine, tokenizer, prompts)
+                diverged = divergences([r["token_ids"] for r in records], want)
+                assert not diverged, f"{name} {mode}: {len(diverged)} differ: {diverged}"
+    finally:
+        engine.close()

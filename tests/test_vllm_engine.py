@@ -19,7 +19,11 @@ from transformers import AutoTokenizer  # noqa: E402
 from s1exp.data import toy  # noqa: E402
 from s1exp.data.format import END_OF_THINKING, END_OF_TURN, prompt_ids  # noqa: E402
 from s1exp.infer.budget_forcing import BudgetForcing  # noqa: E402
-from s1exp.infer.conditional import ClassConditional, TokenConditional  # noqa: E402
+from s1exp.infer.conditional import (  # noqa: E402
+    ClassConditional,
+    StepConditional,
+    TokenConditional,
+)
 from s1exp.infer.engine import Completion, SamplingParams  # noqa: E402
 from s1exp.infer.hf_engine import TransformersEngine  # noqa: E402
 from s1exp.infer.rejection import RejectionSampling  # noqa: E402
@@ -184,15 +188,70 @@ def test_budget_forcing_matches_transformers(setup, hf_engine):
     assert share >= IDENTICAL_FLOOR, diverged
 
 
-def test_inflight_driver_gives_the_resubmit_tokens(setup):
-    """vLLM's barrier-free driver re-submits segments as they end: same greedy tokens."""
+@pytest.mark.parametrize("mode", ["inflight", "barrier_free"])
+def test_drivers_give_the_resubmit_records(setup, mode):
+    """The in-loop driver (one request per trajectory, tokens forced by the logits processor)
+    and the barrier-free one (a request per segment) give the resubmit driver's records, field
+    for field, on every setting: ignores used, rounds, exits and finish reasons included."""
     tok, engine, prompts = setup
-    for kwargs in SETTINGS[2:4]:
+    for kwargs in SETTINGS:
         bf = dict(max_length=MAX_LEN, answer_max_tokens=32, **kwargs)
-        flowing = BudgetForcing(mode="inflight", **bf).run(engine, tok, prompts)
+        ours = BudgetForcing(mode=mode, **bf).run(engine, tok, prompts)
         rounds = BudgetForcing(mode="resubmit", **bf).run(engine, tok, prompts)
-        assert [r["token_ids"] for r in flowing] == [r["token_ids"] for r in rounds], kwargs
-        assert [r["finish_reasons"] for r in flowing] == [r["finish_reasons"] for r in rounds]
+        assert ours == rounds, kwargs
+
+
+def test_in_loop_driver_matches_the_reference_loop(setup, trained_model):
+    """vLLM's in-loop driver against S1_SPEC's literal loop (tests/reference_forcing.py) on the
+    settings the transformers engine is checked on (tests/test_equivalence.py)."""
+    from reference_forcing import SETTINGS as REFERENCE_SETTINGS
+    from reference_forcing import budget_force, divergences
+    from transformers import AutoModelForCausalLM
+
+    tok, engine, _ = setup
+    model = AutoModelForCausalLM.from_pretrained(trained_model).eval()
+    prompts = [prompt_ids(tok, q["question"]) for q in toy.make_benchmark(size=20, seed=99)]
+    for name, kwargs in REFERENCE_SETTINGS.items():
+        method = BudgetForcing(max_length=MAX_LEN, answer_max_tokens=32, mode="inflight", **kwargs)
+        got = [r["token_ids"] for r in method.run(engine, tok, prompts)]
+        want = [
+            budget_force(model, tok, p, max_length=MAX_LEN, answer_max_tokens=32, **kwargs)
+            for p in prompts
+        ]
+        assert not divergences(got, want), (name, divergences(got, want))
+
+
+def test_in_loop_driver_survives_chunked_prefill_and_preemption(trained_model):
+    """Prompts prefilled in 40-token chunks make vLLM sample tokens it then discards, and a KV
+    cache of 6 blocks for 24 trajectories preempts and re-admits them; the processor must
+    take each decision again from its snapshot. Same records as the resubmit driver."""
+    tok = AutoTokenizer.from_pretrained(trained_model)
+    prompts = [prompt_ids(tok, item["question"]) for item in toy.make_benchmark(size=24, seed=7)]
+    engine = VLLMEngine(
+        trained_model, max_model_len=MAX_LEN, kv_cache_space=1, max_num_batched_tokens=40,
+        num_gpu_blocks_override=6,
+    )  # fmt: skip
+    try:
+        for kwargs in (SETTINGS[3], SETTINGS[5]):
+            bf = dict(max_length=MAX_LEN, answer_max_tokens=32, **kwargs)
+            ours = BudgetForcing(mode="inflight", **bf).run(engine, tok, prompts)
+            rounds = BudgetForcing(mode="resubmit", **bf).run(engine, tok, prompts)
+            assert ours == rounds, kwargs
+    finally:
+        engine.close()
+
+
+def test_sampled_trajectories_take_the_barrier_free_driver(setup):
+    """A processor cannot reproduce vLLM's seeded sampler, so temperature > 0 re-submits per
+    segment under `inflight` too: the same samples as the barrier-free driver."""
+    tok, engine, prompts = setup
+    bf = dict(cap=60, ignore=2, extrapolation="Wait", temperature=1.0, seed=3, max_length=MAX_LEN)
+    inflight = BudgetForcing(mode="inflight", **bf).run(engine, tok, prompts[:8])
+    assert inflight == BudgetForcing(mode="barrier_free", **bf).run(engine, tok, prompts[:8])
+    greedy = BudgetForcing(mode="inflight", **{**bf, "temperature": 0.0}).run(
+        engine, tok, prompts[:8]
+    )
+    assert [r["token_ids"] for r in inflight] != [r["token_ids"] for r in greedy]
 
 
 def test_prefix_cache_serves_resubmitted_rounds(setup):
@@ -208,17 +267,23 @@ def test_prefix_cache_serves_resubmitted_rounds(setup):
 
 # -- the other test-time methods run on vLLM too ------------------------------------------------
 def test_conditional_methods_match_transformers(setup, hf_engine):
+    """Resubmit on vLLM vs transformers; and vLLM's in-loop driver gives the resubmit records,
+    SCC's one-token probes after `<|im_start|>` and its forced stop at `0` included."""
     tok, engine, _ = setup
     questions = [item["question"] for item in toy.make_benchmark(size=20, seed=8)]
     for method in (
         TokenConditional(tokens=16, force=True, mode="resubmit", max_length=MAX_LEN),
         ClassConditional(length="long", mode="resubmit", max_length=MAX_LEN),
+        StepConditional(steps=2, force=True, mode="resubmit", max_length=MAX_LEN),
     ):
         prompts = [method.prompt(tok, q) for q in questions]
-        ours = [r["token_ids"] for r in method.run(engine, tok, prompts)]
+        records = method.run(engine, tok, prompts)
+        ours = [r["token_ids"] for r in records]
         ref = [r["token_ids"] for r in method.run(hf_engine, tok, prompts)]
         diverged = [i for i, (o, r) in enumerate(zip(ours, ref, strict=True)) if o != r]
         assert len(diverged) <= (1 - IDENTICAL_FLOOR) * len(prompts), (type(method), diverged)
+        method.mode = "inflight"
+        assert method.run(engine, tok, prompts) == records, type(method)
 
 
 def test_sampling_methods_run_on_vllm(setup):

@@ -10,54 +10,14 @@ and no sequence waits for the slowest one in its batch.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from transformers import DynamicCache
 
 from s1exp.infer.engine import Completion, SamplingParams, check_requests, check_trajectories
+from s1exp.infer.stepping import Controlled, Forced, OneShot, TokenStepper
 from s1exp.models.loading import causal_lm
-
-
-class Controlled(Protocol):
-    """A sequence the decode loop drives: what to generate next, and what to force after it."""
-
-    def context(self) -> list[int]: ...
-    def params(self) -> SamplingParams | None: ...  # None: finished
-    def advance(self, token_ids: list[int], finish_reason: str) -> list[int]: ...
-
-
-class OneShot:
-    """The engine contract: one segment, then done."""
-
-    def __init__(self, prompt: list[int], params: SamplingParams) -> None:
-        self.prompt, self._params, self.result = prompt, params, None
-
-    def context(self) -> list[int]:
-        return self.prompt
-
-    def params(self) -> SamplingParams | None:
-        return self._params if self.result is None else None
-
-    def advance(self, token_ids: list[int], finish_reason: str) -> list[int]:
-        self.result = Completion(token_ids=list(token_ids), finish_reason=finish_reason)
-        return []
-
-
-class Forced:
-    """A budget-forcing trajectory (s1exp.infer.budget_forcing.Trajectory) in the loop."""
-
-    def __init__(self, trajectory: Any, sampling: Callable[[Any], SamplingParams]) -> None:
-        self.trajectory, self.sampling = trajectory, sampling
-
-    def context(self) -> list[int]:
-        return self.trajectory.context()
-
-    def params(self) -> SamplingParams | None:
-        return self.sampling(self.trajectory)
-
-    def advance(self, token_ids: list[int], finish_reason: str) -> list[int]:
-        return self.trajectory.advance(token_ids, finish_reason)
 
 
 def _pick_device(device: str) -> torch.device:
@@ -67,19 +27,17 @@ def _pick_device(device: str) -> torch.device:
 
 
 class _Row:
-    """Decode state of one sequence in the batch."""
+    """Decode state of one sequence in the batch: its stepper and its sampling generator."""
 
     def __init__(self, seq: Controlled, default_seed: int) -> None:
-        self.seq = seq
-        self.params = seq.params()
-        self.segment: list[int] = []
-        self.queue: list[int] = []  # forced tokens still to feed
-        seed = default_seed if self.params is None or self.params.seed is None else self.params.seed
+        self.stepper = TokenStepper(seq)
+        params = self.stepper.params
+        seed = default_seed if params is None or params.seed is None else params.seed
         self.gen = torch.Generator().manual_seed(seed)
 
     @property
     def done(self) -> bool:
-        return self.params is None
+        return self.stepper.done
 
 
 class TransformersEngine:
@@ -124,34 +82,17 @@ class TransformersEngine:
             self._run_batch([seqs[i] for i in order[start : start + self.batch_size]])
 
     def _choose(self, row: _Row, logits: torch.Tensor) -> int:
-        """The next input token of a row: a forced one, else decoded under its segment limits."""
-        while True:
-            if row.queue:
-                return row.queue.pop(0)
-            p = row.params
-            if p.max_tokens <= 0:  # nothing to generate in this segment
-                forced = row.seq.advance([], "length")
-                row.params, row.queue = row.seq.params(), forced
-                if row.done:
-                    return self.pad_id
-                continue
+        """The next input token of a row (s1exp.infer.stepping); pad once it is finished."""
+
+        def model_choice(p: SamplingParams, suppress: bool) -> int:
             scores = logits
-            if len(row.segment) < p.min_tokens and p.stop_token_ids:
+            if suppress:
                 scores = logits.clone()
                 scores[list(p.stop_token_ids)] = float("-inf")
-            token = int(scores.argmax()) if p.temperature <= 0 else _sample(scores, p, row.gen)
-            row.segment.append(token)
-            stopped = token in p.stop_token_ids
-            if not stopped and len(row.segment) < p.max_tokens:
-                return token
-            forced = row.seq.advance(row.segment, "stop" if stopped else "length")
-            row.segment, row.params = [], row.seq.params()
-            if row.done:
-                return self.pad_id
-            if not stopped:  # the last decoded token is kept: feed it, then the forced ones
-                row.queue = forced
-                return token
-            row.queue = forced  # the stop token is dropped; decode again if nothing is forced
+            return int(scores.argmax()) if p.temperature <= 0 else _sample(scores, p, row.gen)
+
+        token = row.stepper.next_token(model_choice)
+        return self.pad_id if token is None else token
 
     @torch.inference_mode()
     def _run_batch(self, seqs: Sequence[Controlled]) -> None:

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from s1exp.infer.engine import Completion, SamplingParams, check_requests, check_trajectories
+from s1exp.infer.stepping import Forced, replay
 from s1exp.models.loading import require_safetensors
 
 AUTO = "auto"
@@ -71,6 +73,7 @@ class VLLMEngine:
         block_size: int | None = None,
         max_num_seqs: int | None = None,
         trust_remote_code: bool = False,  # the model config's (s1exp.models.loading)
+        **vllm_args: Any,  # any other vllm.LLM argument (max_num_batched_tokens, ...)
     ) -> None:
         # GiB of KV cache, read by vLLM's CPU backend when the engine starts; GPU builds ignore it.
         os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(kv_cache_space))
@@ -95,8 +98,10 @@ class VLLMEngine:
             tensor_parallel_size=tensor_parallel_size,
             **({} if block_size is None else {"block_size": block_size}),
             **({} if max_num_seqs is None else {"max_num_seqs": max_num_seqs}),
+            **vllm_args,
             skip_tokenizer_init=True,  # ids in, ids out; also leaves vLLM without an EOS id
             generation_config=_empty_generation_config(),
+            logits_processors=["s1exp.infer.vllm_forcing:ForcingProcessor"],
         )
 
     def _vllm_params(self, p: SamplingParams) -> Any:
@@ -135,41 +140,109 @@ class VLLMEngine:
         return results
 
     def run_inflight(self, trajectories: list[Any], sampling: Callable[[Any], SamplingParams]):
+        """Drive budget-forcing trajectories inside vLLM's decode loop where they are greedy.
+
+        A greedy trajectory is one request from prompt to answer: s1exp.infer.vllm_forcing's
+        logits processor forces its tokens step by step. A sampled one takes the barrier-free
+        driver (a processor cannot reproduce vLLM's seeded sampling). Same tokens as resubmit.
+        """
+        in_loop, by_segment = [], []
+        for t in trajectories:
+            p = sampling(t)
+            greedy = p is None or p.temperature <= 0
+            (in_loop if greedy and _terminator(t) is not None else by_segment).append(t)
+        self._drive(in_loop, by_segment, sampling)
+
+    def run_barrier_free(self, trajectories: list[Any], sampling: Callable[[Any], SamplingParams]):
         """Drive budget-forcing trajectories with no round barrier.
 
         Each trajectory's next segment is submitted the moment its previous one finishes, while
         the others keep decoding in vLLM's continuous batch; the prefix cache serves the repeated
         prefix. The tokens are those of the resubmit driver; only the waiting is gone.
         """
+        self._drive([], trajectories, sampling)
+
+    def _drive(self, in_loop: list[Any], by_segment: list[Any], sampling) -> None:
+        """One vLLM step loop for both kinds: each finished request hands its trajectory on."""
         from vllm.inputs import TokensPrompt
 
-        check_trajectories(trajectories, self.max_model_len)
-        core = self.llm.llm_engine
-        pending: dict[str, tuple[Any, SamplingParams]] = {}
+        from s1exp.infer import vllm_forcing
 
-        def submit(t: Any) -> None:
+        check_trajectories(in_loop + by_segment, self.max_model_len)
+        core = self.llm.llm_engine
+        pending: dict[str, Callable[[Any], None]] = {}
+        folder = vllm_forcing.events_folder()
+
+        def add(request_id: str, t: Any, params: Any, on_finish: Callable[[Any], None]) -> None:
+            core.add_request(request_id, TokensPrompt(prompt_token_ids=t.context()), params)
+            pending[request_id] = on_finish
+
+        def submit_segment(t: Any) -> None:
             while (p := sampling(t)) is not None:
                 if p.max_tokens > 0:
-                    request_id = f"s1exp-{next(self._request_ids)}"
-                    prompt = TokensPrompt(prompt_token_ids=t.context())
-                    core.add_request(request_id, prompt, self._vllm_params(p))
-                    pending[request_id] = (t, p)
+                    params = self._vllm_params(p)
+                    add(self._new_request_id(), t, params, lambda out: segment_done(t, p, out))
                     return
                 t.advance([], "length")  # an empty segment: nothing to generate
 
-        for t in trajectories:
-            submit(t)
-        while pending:
-            for out in core.step():
-                if out.finished and out.request_id in pending:
-                    t, p = pending.pop(out.request_id)
-                    done = _completion(out.outputs[0], p)
-                    t.advance(done.token_ids, done.finish_reason)
-                    submit(t)
+        def segment_done(t: Any, p: SamplingParams, out: Any) -> None:
+            done = _completion(out.outputs[0], p)
+            t.advance(done.token_ids, done.finish_reason)
+            submit_segment(t)
+
+        def submit_whole(t: Any) -> None:
+            request_id, terminator = self._new_request_id(), _terminator(t)
+            forced = vllm_forcing.request_args(request_id, Forced(t, sampling), terminator, folder)
+            params = self._whole_request_params(len(t.context()), terminator, forced)
+            add(request_id, t, params, lambda out: whole_done(t, request_id, out, terminator))
+
+        def whole_done(t: Any, request_id: str, out: Any, terminator: int) -> None:
+            emitted = list(out.outputs[0].token_ids)
+            if out.outputs[0].finish_reason == "stop" and emitted[-1:] == [terminator]:
+                emitted.pop()
+            replay(Forced(t, sampling), emitted, vllm_forcing.read_events(folder, request_id))
+
+        try:
+            for t in in_loop:
+                submit_whole(t)
+            for t in by_segment:
+                submit_segment(t)
+            while pending:
+                for out in core.step():
+                    if out.finished and out.request_id in pending:
+                        pending.pop(out.request_id)(out)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+    def _new_request_id(self) -> str:
+        return f"s1exp-{next(self._request_ids)}"
+
+    def _whole_request_params(self, context: int, terminator: int, forced: dict) -> Any:
+        """A request that runs until the processor emits the terminator (or the model's room)."""
+        import vllm
+        from vllm.sampling_params import RequestOutputKind
+
+        return vllm.SamplingParams(
+            max_tokens=self.max_model_len - context,
+            stop_token_ids=[terminator],
+            ignore_eos=True,
+            temperature=0.0,
+            detokenize=False,
+            skip_special_tokens=False,
+            output_kind=RequestOutputKind.FINAL_ONLY,
+            extra_args=forced,
+        )
 
     def close(self) -> None:
         """Stop vLLM's engine process now (tests, sweeps) instead of at interpreter exit."""
         self.llm.llm_engine.engine_core.shutdown()
+
+
+def _terminator(t: Any) -> int | None:
+    """The token that ends a trajectory's single request: a stop token the trajectory never
+    forces (it would end the request early); None if every one is forced."""
+    forced = {*t.extrapolation_ids, *t.marks.natural_exit, *t.marks.forced_exit, *t.marks.newline}
+    return next((s for s in t.marks.answer_stops if s not in forced), None)
 
 
 def _empty_generation_config() -> str:
