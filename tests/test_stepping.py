@@ -97,3 +97,15 @@ def test_a_sequence_survives_pickling(tok):
     copy = pickle.loads(pickle.dumps(Forced(t, method.sampling)))
     assert copy.params() == method.sampling(t)
     assert copy.trajectory.marks.newline_ending == method.marks.newline_ending
+
+
+def test_a_driver_the_engine_lacks_is_a_one_line_error():
+    """`barrier_free` exists on vLLM only; transformers names the modes that work."""
+    from s1exp.errors import ConfigError
+    from s1exp.infer.hf_engine import TransformersEngine
+
+    engine = TransformersEngine.__new__(TransformersEngine)  # no model needed to pick a driver
+    with pytest.raises(ConfigError, match="method.mode=barrier_free: TransformersEngine has no"):
+        BudgetForcing(mode="barrier_free").drive(engine, [])
+    with pytest.raises(ConfigError, match="method.mode='rounds'"):
+        BudgetForcing(mode="rounds")
