@@ -23,6 +23,7 @@ from statistics import median
 
 from transformers import AutoTokenizer
 
+from s1exp import quiet
 from s1exp.data import toy
 from s1exp.infer.budget_forcing import BudgetForcing
 from s1exp.infer.engine import SamplingParams
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs; medians reported")
     parser.add_argument("--ignores", default="2,6,0", help='numbers of "Wait" to bench')
     args = parser.parse_args()
+    quiet.configure()  # no weight-loading bars between the table's rows
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
     model = args.model or newest_model(Path(os.environ.get("S1EXP_STORE", "outputs/store")))
     tok = AutoTokenizer.from_pretrained(model)
