@@ -154,3 +154,57 @@ def step_force(
     if why == "stop":
         answer = answer[:-1]
     return thinking + exit_ids + answer
+
+
+def budget_force_s1_code(
+    model,
+    tok,
+    prompt: list[int],
+    *,
+    cap: int | str,
+    ignore: int = 0,
+    extrapolation: str = "",
+    min_tokens: int = 0,
+    max_length: int = 512,
+    answer_max_tokens: int = 32,
+    longest_prompt: int | None = None,
+) -> tuple[list[int], list[int]]:
+    """S1_SPEC section 3's account of the public evaluation code, for one prompt of a batch whose
+    longest prompt has `longest_prompt` tokens. Returns (tokens after the prompt as the answer was
+    conditioned on: cut thinking, exit, answer; the thinking as the code logs it, uncut)."""
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    im_start, im_end = enc("<|im_start|>")[0], enc("<|im_end|>")[0]
+    eos = {tok.eos_token_id, tok.pad_token_id} - {None}
+    think_stops = {im_start, im_end, *eos}
+    forced_exit = enc("<|im_start|>answer\nFinal Answer:")
+    if cap == "auto":  # from the batch's longest prompt (the question plus `<|im_start|>think`)
+        cap = max_length - (longest_prompt or len(prompt)) - len(forced_exit) - 100
+        cap = min(cap, max_length - len(prompt) - len(forced_exit) - 2)
+    if not ignore:  # one call: the paper's loop gives the same tokens
+        ids = budget_force(model, tok, prompt, cap=cap, min_tokens=min_tokens,
+                           max_length=max_length, answer_max_tokens=answer_max_tokens)  # fmt: skip
+        return ids, []
+    thinking: list[int] = []
+    for round_ in range(ignore + 1):
+        # The full budget every round; s1exp's rule where the model's length would end it.
+        room = max_length - len(prompt) - len(thinking) - len(forced_exit) - 2
+        out, why = greedy(model, prompt + thinking, min(cap, room), 1, think_stops)
+        if why == "length" or round_ == ignore:
+            thinking += out  # the last round keeps its stop token until the cut
+            break
+        thinking += out[:-1] + enc(extrapolation)
+    logged = thinking[:-1] if thinking and thinking[-1] in think_stops else thinking
+    cut = thinking[:cap]
+    if cut and cut[-1] in think_stops:
+        cut = cut[:-1]
+    if why == "length":
+        newline = [] if tok.decode(logged[-1:]).endswith("\n") else enc("\n")
+        exit_ids = newline + forced_exit
+    else:
+        exit_ids = enc("<|im_start|>answer")
+    context = prompt + cut + exit_ids
+    room = min(max_length - len(context), answer_max_tokens)
+    answer, why = greedy(model, context, room, 0, {im_end, *eos})
+    if why == "stop":
+        answer = answer[:-1]
+    return cut + exit_ids + answer, logged

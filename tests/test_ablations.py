@@ -44,6 +44,15 @@ EXPECTED: dict[str, tuple[dict[str | None, int], list[set[str]]]] = {
             {"budget=auto", "extrapolation=wait", "extrapolation.ignore=6", "sweep_part=wait"},
         ],
     ),
+    "semantics": (
+        {"caps": 8, "wait": 8},
+        [
+            {"budget=toy16", "extrapolation=wait", "extrapolation.ignore=2"}
+            | {"method.semantics=paper", "sweep_part=caps"},
+            {"budget=auto", "extrapolation=wait", "extrapolation.ignore=6"}
+            | {"method.semantics=s1_code", "sweep_part=wait"},
+        ],
+    ),
     "test_time_methods": (
         {"budget_forcing": 4, "tcc": 8, "scc": 6, "ccc": 3, "rejection_sampling": 3},
         [

@@ -175,3 +175,41 @@ def test_vllm_drivers_match_the_reference_loop(checkpoint: str, tokenizer) -> No
                 assert not diverged, f"{name} {mode}: {len(diverged)} differ: {diverged}"
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(
+    "engine_name", ["transformers", pytest.param("vllm", marks=pytest.mark.vllm)]
+)
+def test_s1_code_semantics_matches_its_reference_loop(checkpoint, tokenizer, engine_name):
+    """method.semantics=s1_code on the real model, both engines, against the reference loop;
+    with 2x "Wait" at cap 24 the budget is reached after an ignore, so it differs from paper."""
+    from reference_forcing import budget_force_s1_code
+
+    if engine_name == "vllm":
+        pytest.importorskip("vllm")
+        from s1exp.infer.vllm_engine import VLLMEngine
+
+        engine = VLLMEngine(checkpoint, max_model_len=2048, kv_cache_space=1)
+    else:
+        engine = TransformersEngine(checkpoint, max_model_len=2048, batch_size=4, device="cpu")
+    model = AutoModelForCausalLM.from_pretrained(checkpoint).eval()
+    prompts = [prompt_ids(tokenizer, q) for q in QUESTIONS]
+    longest = max(len(p) for p in prompts)
+    differ = 0
+    try:
+        for cap in (24, 48):
+            bf = dict(
+                cap=cap, ignore=2, extrapolation="Wait", max_length=2048, answer_max_tokens=16
+            )
+            got = BudgetForcing(semantics="s1_code", **bf).run(engine, tokenizer, prompts)
+            want = [
+                budget_force_s1_code(model, tokenizer, p, longest_prompt=longest, **bf)
+                for p in prompts
+            ]
+            assert [r["token_ids"] for r in got] == [w[0] for w in want], cap
+            paper = BudgetForcing(**bf).run(engine, tokenizer, prompts)
+            differ += sum(g["token_ids"] != p["token_ids"] for g, p in zip(got, paper, strict=True))
+    finally:
+        if hasattr(engine, "close"):
+            engine.close()
+    assert differ > 0, "cap 24 with 2x Wait should reach the budget after an ignore"

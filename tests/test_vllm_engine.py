@@ -241,6 +241,27 @@ def test_in_loop_driver_survives_chunked_prefill_and_preemption(trained_model):
         engine.close()
 
 
+@pytest.mark.parametrize("mode", ["auto", "resubmit"])
+def test_s1_code_semantics_matches_its_reference_loop(setup, trained_model, mode):
+    """method.semantics=s1_code on vLLM (`auto` takes the barrier-free driver: the cut after the
+    last round cannot happen inside a decode loop) against tests/reference_forcing.py."""
+    from reference_forcing import budget_force_s1_code
+    from transformers import AutoModelForCausalLM
+
+    tok, engine, _ = setup
+    model = AutoModelForCausalLM.from_pretrained(trained_model).eval()
+    prompts = [prompt_ids(tok, q["question"]) for q in toy.make_benchmark(size=16, seed=99)]
+    longest = max(len(p) for p in prompts)
+    for kwargs in (
+        {"cap": 60, "ignore": 4, "extrapolation": "Wait"},  # the budget reached after ignores
+        {"cap": 100, "ignore": 2, "extrapolation": "Wait"},  # not reached
+    ):
+        bf = dict(max_length=MAX_LEN, answer_max_tokens=32, **kwargs)
+        got = BudgetForcing(semantics="s1_code", mode=mode, **bf).run(engine, tok, prompts)
+        want = [budget_force_s1_code(model, tok, p, longest_prompt=longest, **bf) for p in prompts]
+        assert [r["token_ids"] for r in got] == [w[0] for w in want], kwargs
+
+
 def test_sampled_trajectories_take_the_barrier_free_driver(setup):
     """A processor cannot reproduce vLLM's seeded sampler, so temperature > 0 re-submits per
     segment under `inflight` too: the same samples as the barrier-free driver."""

@@ -62,6 +62,7 @@ def evaluate(
         method.prepare(tokenizer)
         items = benchmark.items()
         prompts = [method.prompt(tokenizer, item["question"]) for item in items]
+        method.set_batch(prompts)  # the benchmark is one batch, whatever the journal's groups
         plans.append(Planned(name, benchmark, method, items, prompts))
     start = time.perf_counter()
     engine = instantiate(cfg.engine, model_path=model_path, trust_remote_code=trust)

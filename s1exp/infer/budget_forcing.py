@@ -21,6 +21,13 @@ Three drivers run the machines, with the same greedy tokens:
   KV cache, vLLM forces them with a logits processor). On vLLM a sampled trajectory
   (temperature > 0) takes the barrier-free driver: a processor cannot reproduce vLLM's sampler.
 `auto` (the default) takes inflight where the engine has it.
+
+`semantics` (S1_SPEC section 3): `paper` (above: the cap is a hard limit) or `s1_code`, the
+public evaluation code's rounds: with ignores, every round gets the whole cap and at least one
+token, the ignore string is appended at every stop before the last round, and after the last
+round the thinking is cut to the cap (the record keeps the uncut text as `logged_thinking`); the
+exit follows how the last round ended; `auto` comes from the batch's longest prompt. A cut takes
+back tokens the model saw, so s1_code with ignores runs on the re-submitting drivers.
 """
 
 from __future__ import annotations
@@ -43,6 +50,7 @@ from s1exp.infer.engine import Engine, SamplingParams
 
 AUTO_MARGIN = 100  # tokens the paper's "auto" budget keeps free for the answer
 MODES = ("auto", "resubmit", "barrier_free", "inflight")  # drivers; see the module doc
+SEMANTICS = ("paper", "s1_code")
 
 
 def _is_int(value: Any, minimum: int) -> bool:
@@ -118,11 +126,19 @@ class Trajectory:
     exit: str = ""
     continuing: bool = False  # after an ignore: the continuation must produce a token first
     extra: dict[str, Any] = field(default_factory=dict)  # method-specific fields of the record
+    logged_ids: list[int] | None = None  # s1_code: the thinking it logs, before its cut
 
     @property
     def generated_tokens(self) -> int:
         """Tokens that occupied the engine: thinking (forced strings included) and answer."""
-        return len(self.thinking_ids) + len(self.answer_ids)
+        thinking = self.thinking_ids if self.logged_ids is None else self.logged_ids
+        return len(thinking) + len(self.answer_ids)
+
+    @property
+    def s1_code_rounds(self) -> bool:
+        """Thinking runs in the public evaluation code's rounds (S1_SPEC section 3): it differs
+        from the paper's only where end-of-thinking is ignored."""
+        return self.config.semantics == "s1_code" and self.config.ignore > 0
 
     @property
     def remaining(self) -> int:
@@ -133,6 +149,10 @@ class Trajectory:
         return self.prompt_ids + self.thinking_ids + self.exit_ids + self.answer_ids
 
     def segment(self) -> Segment | None:
+        if self.phase == "thinking" and self.s1_code_rounds:
+            # Every round: the whole budget (within the model's room) and at least one token.
+            room = self.config.max_length - len(self.context()) - len(self.marks.forced_exit) - 2
+            return Segment(max(0, min(self.cap, room)), 1, self.marks.thinking_stops)
         if self.phase == "thinking":
             minimum = max(int(self.continuing), self.config.min_tokens - len(self.thinking_ids))
             return Segment(self.remaining, minimum, self.marks.thinking_stops)
@@ -155,6 +175,8 @@ class Trajectory:
             return []
         self.rounds += 1
         self.continuing = False
+        if self.s1_code_rounds:
+            return self._s1_code_round(token_ids, stopped)
         self.thinking_ids += kept
         if not stopped:
             return self._exit(forced=True)
@@ -170,10 +192,31 @@ class Trajectory:
             return list(self.extrapolation_ids)
         return self._exit(forced=False)
 
-    def _exit(self, forced: bool) -> list[int]:
+    def _s1_code_round(self, token_ids: list[int], stopped: bool) -> list[int]:
+        """A round as the public evaluation code runs it: a stop before the last round is
+        dropped and the ignore string appended, budget left or not; after the last round (or a
+        round that ran out of its budget) the thinking is cut to the budget, a stop token left
+        at its end removed, and the exit follows how the last round ended."""
+        if stopped and self.ignores_used < self.config.ignore:
+            self.ignores_used += 1
+            self.thinking_ids += token_ids[:-1] + self.extrapolation_ids
+            return list(self.extrapolation_ids)
+        logged = self.thinking_ids + token_ids  # the last round's stop token stays until the cut
+        cut = logged[: self.cap]
+        if cut and cut[-1] in self.marks.thinking_stops:
+            cut = cut[:-1]
+        if logged and logged[-1] in self.marks.thinking_stops:
+            logged = logged[:-1]
+        self.logged_ids, self.thinking_ids = logged, cut
+        return self._exit(forced=not stopped, newline_after=logged)
+
+    def _exit(self, forced: bool, newline_after: list[int] | None = None) -> list[int]:
+        """`newline_after`: the tokens whose end decides the forced exit's newline (s1_code
+        looks at its logged text, not at the cut)."""
         self.exit = "forced" if forced else "natural"
         if forced:
-            newline = [] if self.marks.ends_with_newline(self.thinking_ids) else self.marks.newline
+            last = self.thinking_ids if newline_after is None else newline_after
+            newline = [] if self.marks.ends_with_newline(last) else self.marks.newline
             self.exit_ids = newline + self.marks.forced_exit
         else:
             self.exit_ids = list(self.marks.natural_exit)
@@ -196,6 +239,7 @@ class BudgetForcing:
     seed: int = 0
     mode: Literal["auto", "resubmit", "barrier_free", "inflight"] = "auto"
     prompt_suffix: str = ""
+    semantics: Literal["paper", "s1_code"] = "paper"  # S1_SPEC section 3; see Trajectory
 
     def __post_init__(self) -> None:
         """Settings out of range fail here (ConfigError, one line): the pipeline builds the
@@ -215,6 +259,11 @@ class BudgetForcing:
             )
         if not _is_int(self.max_length, minimum=1):
             raise ConfigError(f"model.max_length={self.max_length!r}: must be a positive integer")
+        if self.semantics not in SEMANTICS:
+            raise ConfigError(
+                f"method.semantics={self.semantics!r}: use 'paper' (the cap is a hard limit, as "
+                "the paper describes) or 's1_code' (as the public evaluation code runs it)"
+            )
         if self.mode not in MODES:
             raise ConfigError(f"method.mode={self.mode!r}: use one of {', '.join(MODES)}")
 
@@ -262,8 +311,11 @@ class BudgetForcing:
         """The thinking cap of one prompt; "auto" follows the paper's formula."""
         if self.cap != "auto":
             cap = int(self.cap)
-        else:
-            question_len = len(prompt) - len(self.marks.think_start)
+        else:  # s1_code: from the longest prompt of the batch, as the evaluation code does
+            longest = len(prompt)
+            if self.semantics == "s1_code":
+                longest = max(longest, getattr(self, "longest_prompt", 0))
+            question_len = longest - len(self.marks.think_start)
             cap = (self.max_length - question_len - len(self.marks.think_start)
                    - len(self.marks.forced_exit) - AUTO_MARGIN)  # fmt: skip
         room = self.room(prompt)
@@ -293,9 +345,20 @@ class BudgetForcing:
         return Trajectory(prompt, self.budget_for(prompt), self, self.marks,
                           self.extrapolation_ids, seed=seed)  # fmt: skip
 
+    def set_batch(self, prompts: list[list[int]]) -> None:
+        """The questions evaluated together: s1_code's "auto" budget is computed from their
+        longest prompt, also when they are run in groups (s1exp.evaluate.run journals groups)."""
+        self.batch_longest = max((len(p) for p in prompts), default=0)
+
+    def begin(self, tokenizer: Any, prompts: list[list[int]]) -> None:
+        """Before a run: delimiters from the tokenizer, the longest prompt of the batch."""
+        self.prepare(tokenizer)
+        group = max((len(p) for p in prompts), default=0)
+        self.longest_prompt = max(group, getattr(self, "batch_longest", 0))
+
     def run(self, engine: Engine, tokenizer: Any, prompts: list[list[int]]) -> list[dict]:
         """One record per prompt (see `record`)."""
-        self.prepare(tokenizer)
+        self.begin(tokenizer, prompts)
         paths = [self.trajectory(p) for p in prompts]
         self.drive(engine, paths)
         return [self.record(t, tokenizer) for t in paths]
@@ -304,6 +367,15 @@ class BudgetForcing:
         """Run trajectories to the end with the chosen driver (`auto`: inflight where the
         engine has it, else resubmit)."""
         mode = self.mode
+        if self.semantics == "s1_code" and self.ignore > 0:
+            # The cut after the last round takes back tokens the model saw: new requests only.
+            if mode == "inflight":
+                raise ConfigError(
+                    "method.mode=inflight: method.semantics=s1_code cuts thinking after its last "
+                    "round, which a decode loop cannot take back; use method.mode=auto"
+                )
+            if mode == "auto":
+                mode = "barrier_free" if hasattr(engine, "run_barrier_free") else "resubmit"
         if mode == "auto":
             mode = "inflight" if hasattr(engine, "run_inflight") else "resubmit"
         if mode == "resubmit":
@@ -331,7 +403,17 @@ class BudgetForcing:
         return t.cap
 
     def record(self, t: Trajectory, tokenizer: Any) -> dict:
-        return {
+        """The sample's fields. `thinking` is what the answer was conditioned on; under s1_code
+        `logged_thinking` is the thinking as the evaluation code logs it, before its cut."""
+        logged = {}
+        if self.semantics == "s1_code":
+            ids = t.thinking_ids if t.logged_ids is None else t.logged_ids
+            logged = {
+                "logged_thinking": tokenizer.decode(ids, skip_special_tokens=False),
+                "logged_thinking_tokens": len(ids),
+            }
+        return logged | {
+            "semantics": self.semantics,
             "thinking": tokenizer.decode(t.thinking_ids, skip_special_tokens=False),
             "answer_text": tokenizer.decode(t.exit_ids + t.answer_ids, skip_special_tokens=False),
             "thinking_tokens": len(t.thinking_ids),

@@ -44,7 +44,7 @@ class RejectionSampling(BudgetForcing):
         return t.exit == "natural" and len(t.thinking_ids) <= int(self.cap)
 
     def run(self, engine: Engine, tokenizer: Any, prompts: list[list[int]]) -> list[dict]:
-        self.prepare(tokenizer)
+        self.begin(tokenizer, prompts)
         kept: list[Trajectory | None] = [None] * len(prompts)
         tries = [0] * len(prompts)
         generated = [0] * len(prompts)  # over all tries: the cost of rejection

@@ -42,7 +42,7 @@ class MajorityVoting(BudgetForcing):
             raise ConfigError(f"method.ks={self.ks}: every k must be in 1..method.n={self.n}")
 
     def run(self, engine: Engine, tokenizer: Any, prompts: list[list[int]]) -> list[dict]:
-        self.prepare(tokenizer)
+        self.begin(tokenizer, prompts)
         groups = [[self.trajectory(p, seed=self.seed + j) for j in range(self.n)] for p in prompts]
         self.drive(engine, [t for group in groups for t in group])
         records = []
