@@ -16,8 +16,8 @@ from s1exp.infer.hf_engine import TransformersEngine
 
 MAX_LEN = 512
 # Settings where the budget is reached after an ignore (the semantics differ there) and where it
-# is not; measured on the tests' toy model (16 prompts): cap100_wait2 and cap200_wait1 reach it
-# (5 prompts differ at cap 100), cap 60 is reached before the first stop.
+# is not; measured on the tests' toy model (16 prompts): at cap 100 with "Wait" 5 prompts differ,
+# cap 60 is reached before the first stop (none differ).
 S1_CODE_SETTINGS = {
     "cap60_wait4": {"cap": 60, "ignore": 4, "extrapolation": "Wait"},
     "cap40_empty2": {"cap": 40, "ignore": 2, "extrapolation": ""},
